@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package imarotd needs to build, test and benchmark.
+# Safe to run again: apt-get skips what is already installed.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config git
+  clang llvm libbpf-dev bpftool linux-libc-dev
+  libssl-dev libtss2-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libsystemd-dev libcli11-dev libfuse3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # tests: real components
+  swtpm swtpm-tools tpm2-tools ima-evm-utils dbus fuse3 util-linux
+  coreutils openssl xxd python3 attr
+  # guest end-to-end tests
+  qemu-system-x86 qemu-utils mmdebstrap cpio zstd e2fsprogs
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: must run as root to install packages (try: sudo $0)" >&2
+  exit 2
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,0 +1,142 @@
+// rotctl verify: replay a measurement list against reference register values.
+#include <iostream>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "imarot/replay.h"
+#include "rotctl.h"
+
+namespace rotctl {
+namespace {
+
+struct VerifyCommandOptions {
+  std::string input;
+  std::vector<std::string> pcr_files;
+  std::vector<std::string> banks;
+  std::optional<uint32_t> pcr;
+  std::string column_bank = "sha1";
+  bool allow_trailing = false;
+  bool json = false;
+};
+
+// Reads every --pcrs argument, "FILE" or "ALG,FILE", into one set of values.
+imarot::RegisterValues load_reference(const VerifyCommandOptions& options) {
+  std::optional<imarot::HashAlgo> only_bank;
+  if (options.banks.size() == 1) only_bank = parse_algo_option("--bank", options.banks.front());
+
+  imarot::RegisterValues all;
+  for (const std::string& argument : options.pcr_files) {
+    std::optional<imarot::HashAlgo> bank = only_bank;
+    std::string path = argument;
+    if (size_t comma = argument.find(','); comma != std::string::npos) {
+      bank = parse_algo_option("--pcrs", argument.substr(0, comma));
+      path = argument.substr(comma + 1);
+    }
+    imarot::Bytes text = read_input(path);
+    auto values = imarot::parse_register_values(
+        std::string_view(reinterpret_cast<const char*>(text.data()), text.size()), path, bank);
+    if (!values) fail(kExitUsage, values.error().message);
+    for (const auto& [id, value] : *values) {
+      if (!all.emplace(id, value).second) {
+        fail(kExitUsage, fmt::format("{}: register {} of bank {} is also given by an earlier --pcrs file", path,
+                                     id.index, imarot::hash_name(id.bank)));
+      }
+    }
+  }
+  return all;
+}
+
+void print_human(const imarot::VerifyReport& report) {
+  for (const auto& check : report.registers) {
+    std::cout << fmt::format("  register {:2d} {:<7} {}  {}\n", check.id.index, imarot::hash_name(check.id.bank),
+                             check.matched ? "match   " : "MISMATCH", check.reference.hex());
+  }
+  for (const auto& warning : report.warnings) std::cout << "warning: " << warning.message << '\n';
+  for (const auto& failure : report.failures) std::cout << "failed: " << failure.message << '\n';
+  if (report.ok()) {
+    std::cout << fmt::format("OK: {} entries ({} violations) verified against {} registers\n", report.entries,
+                             report.violations, report.registers.size());
+  } else if (report.first_failing_entry) {
+    std::cout << fmt::format("FAILED: first failing entry is {}\n", *report.first_failing_entry + 1);
+  } else {
+    std::cout << "FAILED\n";
+  }
+}
+
+void print_json(const imarot::VerifyReport& report) {
+  nlohmann::json out;
+  out["ok"] = report.ok();
+  out["entries"] = report.entries;
+  out["violations"] = report.violations;
+  out["first_failing_entry"] =
+      report.first_failing_entry ? nlohmann::json(*report.first_failing_entry + 1) : nlohmann::json(nullptr);
+  out["registers"] = nlohmann::json::array();
+  for (const auto& check : report.registers) {
+    out["registers"].push_back({{"index", check.id.index},
+                                {"bank", std::string(imarot::hash_name(check.id.bank))},
+                                {"reference", check.reference.hex()},
+                                {"replayed", check.replayed.hex()},
+                                {"entries", check.entries},
+                                {"match", check.matched}});
+  }
+  auto findings = [](const std::vector<imarot::VerifyFinding>& list) {
+    nlohmann::json array = nlohmann::json::array();
+    for (const auto& finding : list) {
+      array.push_back({{"entry", finding.entry_index ? nlohmann::json(*finding.entry_index + 1) : nlohmann::json()},
+                       {"message", finding.message}});
+    }
+    return array;
+  };
+  out["failures"] = findings(report.failures);
+  out["warnings"] = findings(report.warnings);
+  std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void run_verify(const VerifyCommandOptions& options) {
+  imarot::HashAlgo column = parse_algo_option("--column-bank", options.column_bank);
+  imarot::RegisterValues reference = load_reference(options);
+  imarot::ParsedList list = load_list(options.input, column);
+
+  imarot::VerifyOptions verify_options;
+  verify_options.pcr = options.pcr;
+  verify_options.allow_trailing = options.allow_trailing;
+  if (!options.banks.empty()) {
+    verify_options.banks.emplace();
+    for (const auto& bank : options.banks) verify_options.banks->insert(parse_algo_option("--bank", bank));
+  }
+
+  imarot::VerifyReport report = imarot::verify_list(list, reference, verify_options);
+  if (options.json) {
+    print_json(report);
+  } else {
+    print_human(report);
+  }
+  std::cout.flush();
+  if (!report.ok()) throw CLI::RuntimeError(kExitCheckFailed);
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app) {
+  auto options = std::make_shared<VerifyCommandOptions>();
+  CLI::App* verify = app.add_subcommand("verify", "Replay a measurement list against register values");
+  verify->add_option("--input,-i", options->input, "Binary measurement list to verify ('-' for standard input)")
+      ->required();
+  verify->add_option("--pcrs", options->pcr_files,
+                     "Reference register values: [ALG,]FILE with 'PCR-NN: HEX' lines (evmctl's format; the bank is "
+                     "ALG or --bank) or 'BANK:INDEX:HEX' lines; repeatable")
+      ->required();
+  verify->add_option("--bank", options->banks, "Check only this bank (sha1, sha256, ...); repeatable");
+  verify->add_option("--pcr", options->pcr, "Check only this register index");
+  verify->add_option("--column-bank", options->column_bank,
+                     "Algorithm of the list's template-digest column (sha1 unless the list is a per-bank file)");
+  verify->add_flag("--allow-trailing", options->allow_trailing,
+                   "Accept registers that match an earlier entry, as when they were read while entries were still "
+                   "being extended; later entries are reported as unverified");
+  verify->add_flag("--json", options->json, "Print the report as JSON");
+  verify->callback([options] { run_verify(*options); });
+}
+
+}  // namespace rotctl
