@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config git
-  clang llvm libbpf-dev bpftool linux-libc-dev
+  clang llvm libclang-rt-14-dev libbpf-dev bpftool linux-libc-dev
   libssl-dev libtss2-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsystemd-dev libcli11-dev libfuse3-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -222,6 +222,14 @@ ParsedList parse_binary_list(ByteView data, const ParseOptions& options) {
     auto tmpl = resolve_template(as_chars(name));
     if (!tmpl) return fail(tmpl.error().message);
     entry.tmpl = *tmpl;
+    // A legacy `ima` record has no data length, so a list that mixes it
+    // with other templates cannot be split into records reliably: a damaged
+    // name length of 3 would read as "ima". evmctl rejects such lists too.
+    if (!list.entries.empty() && list.entries.front().tmpl->is_legacy_ima() != entry.tmpl->is_legacy_ima()) {
+      return fail(fmt::format("template '{}' follows '{}' entries; a list cannot mix the legacy ima template with "
+                              "other templates",
+                              entry.tmpl->list_name(), list.entries.front().tmpl->list_name()));
+    }
 
     if (entry.tmpl->is_legacy_ima()) {
       // Digest without a length; then the name with a length and no NUL.

@@ -318,10 +318,17 @@ VerifyReport verify_list(const ParsedList& list, const RegisterValues& reference
           fail(next_entry, std::move(message));
         }
       } else {
-        fail(std::nullopt, fmt::format("register {} of bank {}: replaying its {} entries gives {}, but the reference "
-                                       "is {}; no prefix of the list matches",
-                                       index, hash_name(bank), members.size(), check.replayed.hex(),
-                                       check.reference.hex()));
+        // With one entry the mismatch can only come from that entry (or a
+        // wrong reference); with more, nothing tells which entry is wrong.
+        std::optional<size_t> blamed;
+        std::string extended_by = fmt::format("its {} entries", members.size());
+        if (members.size() == 1) {
+          blamed = members.front();
+          extended_by = fmt::format("its only entry, entry {},", members.front() + 1);
+        }
+        fail(blamed, fmt::format("register {} of bank {}: replaying {} gives {}, but the reference is {}; no "
+                                 "prefix of the list matches",
+                                 index, hash_name(bank), extended_by, check.replayed.hex(), check.reference.hex()));
       }
     }
   }
