@@ -17,6 +17,20 @@ packages=(
   qemu-system-x86 qemu-utils mmdebstrap cpio zstd e2fsprogs
 )
 
+# --check: exit 0 when every package is installed, 1 (listing them) when not.
+if [ "${1:-}" = "--check" ]; then
+  missing=()
+  for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "missing packages: ${missing[*]}"
+    exit 1
+  fi
+  exit 0
+fi
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: must run as root to install packages (try: sudo $0)" >&2
   exit 2
