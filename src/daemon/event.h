@@ -1,0 +1,149 @@
+// File events as every event source (eBPF LSM, fanotify, replay) reports
+// them to the measurement pipeline.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "imarot/result.h"
+
+namespace imarotd {
+
+// The kernel IMA hook an event corresponds to. The policy matches these as
+// func= values.
+enum class Hook : uint8_t {
+  bprm_check,          // execve of the file (BPRM_CHECK)
+  mmap_check,          // mmap with PROT_EXEC (MMAP_CHECK)
+  mmap_check_reqprot,  // mprotect adding PROT_EXEC (MMAP_CHECK_REQPROT)
+  file_check,          // open (FILE_CHECK), with the access mask of the open
+  module_check,        // kernel module load
+  firmware_check,      // firmware load
+  kexec_kernel_check,
+  kexec_initramfs_check,
+  policy_check,
+};
+
+// Access mask bits as IMA's policy names them (MAY_* in linux/fs.h).
+inline constexpr uint32_t kMayExec = 0x1;
+inline constexpr uint32_t kMayWrite = 0x2;
+inline constexpr uint32_t kMayRead = 0x4;
+inline constexpr uint32_t kMayAppend = 0x8;
+
+// Credentials of the task that caused the event.
+struct TaskCredentials {
+  uint32_t uid = 0, euid = 0, suid = 0, fsuid = 0;
+  uint32_t gid = 0, egid = 0, sgid = 0, fsgid = 0;
+  bool cap_setuid = false;  // CAP_SETUID in the effective set
+  bool cap_setgid = false;
+  bool known = false;       // false when the task was gone before it was read
+};
+
+// Identity of the file as the source saw it. The pipeline hashes only a
+// file whose identity still matches, so the digest is of the file the event
+// was about.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint32_t generation = 0;       // i_generation, 0 where unavailable
+  uint64_t change_counter = 0;   // i_version where the source has it, else ctime in ns
+  uint64_t fsmagic = 0;
+  std::optional<std::array<uint8_t, 16>> fs_uuid;
+  uint32_t owner = 0;  // inode uid
+  uint32_t group = 0;  // inode gid
+  uint32_t mode = 0;   // inode mode, file type bits included
+};
+
+// An open file descriptor owned by the event; closed when the event is
+// destroyed.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Called once when the pipeline is done with a permission event: after the
+// entry is durable and extended, or at once when nothing is measured. A
+// source that does not block the access passes an empty function.
+using Completion = std::function<void()>;
+
+enum class EventKind : uint8_t {
+  access,       // a hook fired: measure under policy
+  write_open,   // the file was opened for writing (for open-writers/ToMToU)
+  write_close,  // a writer closed it
+  read_close,   // a reader closed it
+  lost,         // the source dropped events; `lost_count` says how many
+};
+
+struct FileEvent {
+  EventKind kind = EventKind::access;
+  Hook hook = Hook::file_check;
+  uint32_t mask = 0;  // MAY_* bits of the access
+  pid_t pid = 0;
+  pid_t tgid = 0;
+  std::string comm;
+  TaskCredentials creds;
+  FileIdentity file;
+  // Absolute path as the kernel prints it (d_absolute_path), raw bytes.
+  // For a path the kernel cannot print (longer than PATH_MAX) the final
+  // component, at most 254 bytes, as kernel IMA falls back to.
+  std::string path;
+  // Set when the file had been unlinked when the event was seen; `path` is
+  // then the name it had, without the " (deleted)" suffix.
+  bool deleted = false;
+  UniqueFd fd;  // the opened file, when the source has one
+  uint64_t lost_count = 0;
+  std::string lost_reason;  // for EventKind::lost: "fanotify queue overflow", ...
+  Completion completion;
+};
+
+// Receives events from a source. Implementations must be thread-safe where
+// the source says it calls from several threads; the sources here call from
+// one thread each.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void submit(FileEvent event) = 0;
+};
+
+struct EventSourceStats {
+  std::atomic<uint64_t> events{0};
+  std::atomic<uint64_t> lost{0};
+};
+
+// A producer of file events: the eBPF LSM programs, fanotify, or a replay of
+// recorded events in tests.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual std::string name() const = 0;
+  // Starts delivering events to `sink` from a thread of the source's own.
+  virtual imarot::Result<void> start(EventSink& sink) = 0;
+  // Stops delivering; pending permission events are allowed before it
+  // returns, so no task stays blocked on a stopped daemon.
+  virtual void stop() = 0;
+  virtual const EventSourceStats& stats() const = 0;
+};
+
+}  // namespace imarotd

@@ -1,0 +1,583 @@
+#include "pipeline.h"
+
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace imarotd {
+namespace {
+
+imarot::PolicyFunc policy_func(Hook hook) {
+  switch (hook) {
+    case Hook::bprm_check:
+      return imarot::PolicyFunc::bprm_check;
+    case Hook::mmap_check:
+      return imarot::PolicyFunc::mmap_check;
+    case Hook::mmap_check_reqprot:
+      return imarot::PolicyFunc::mmap_check_reqprot;
+    case Hook::file_check:
+      return imarot::PolicyFunc::file_check;
+    case Hook::module_check:
+      return imarot::PolicyFunc::module_check;
+    case Hook::firmware_check:
+      return imarot::PolicyFunc::firmware_check;
+    case Hook::kexec_kernel_check:
+      return imarot::PolicyFunc::kexec_kernel_check;
+    case Hook::kexec_initramfs_check:
+      return imarot::PolicyFunc::kexec_initramfs_check;
+    case Hook::policy_check:
+      return imarot::PolicyFunc::policy_check;
+  }
+  return imarot::PolicyFunc::file_check;
+}
+
+imarot::PolicyQuery make_query(const FileEvent& event) {
+  imarot::PolicyQuery query;
+  query.func = policy_func(event.hook);
+  query.mask = event.mask;
+  query.uid = event.creds.uid;
+  query.euid = event.creds.euid;
+  query.suid = event.creds.suid;
+  query.gid = event.creds.gid;
+  query.egid = event.creds.egid;
+  query.sgid = event.creds.sgid;
+  query.cap_setuid = event.creds.cap_setuid;
+  query.cap_setgid = event.creds.cap_setgid;
+  query.fowner = event.file.owner;
+  query.fgroup = event.file.group;
+  query.fsmagic = event.file.fsmagic;
+  if (event.file.fs_uuid) query.fsuuid = *event.file.fs_uuid;
+  return query;
+}
+
+bool violation_hook(Hook hook) {
+  return hook == Hook::file_check || hook == Hook::mmap_check || hook == Hook::mmap_check_reqprot;
+}
+
+void complete(Completion& completion) {
+  if (completion) {
+    completion();
+    completion = nullptr;
+  }
+}
+
+std::string final_component(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+imarot::Bytes read_xattr(int fd, const char* name) {
+  imarot::Bytes value(1024);
+  for (;;) {
+    ssize_t n = ::fgetxattr(fd, name, value.data(), value.size());
+    if (n >= 0) {
+      value.resize(static_cast<size_t>(n));
+      return value;
+    }
+    if (errno != ERANGE) return {};
+    ssize_t size = ::fgetxattr(fd, name, nullptr, 0);
+    if (size <= 0 || size > 65536) return {};
+    value.resize(static_cast<size_t>(size));
+  }
+}
+
+bool same_content_state(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+// Key of the kernel's duplicate check: the template digest and the PCR.
+struct DigestKey {
+  std::array<uint8_t, 24> bytes{};
+  bool operator==(const DigestKey&) const = default;
+};
+struct DigestKeyHash {
+  size_t operator()(const DigestKey& key) const {
+    size_t value = 0;
+    std::memcpy(&value, key.bytes.data(), sizeof value);
+    return value;
+  }
+};
+DigestKey digest_key(const imarot::Entry& entry) {
+  DigestKey key;
+  std::copy(entry.sha1.begin(), entry.sha1.end(), key.bytes.begin());
+  std::memcpy(key.bytes.data() + 20, &entry.pcr, 4);
+  return key;
+}
+
+}  // namespace
+
+struct Pipeline::FileState {
+  bool measured = false;
+  uint64_t measured_counter = 0;
+  uint32_t measured_generation = 0;
+  bool in_flight = false;
+  std::vector<Completion> waiters;  // events waiting for the in-flight measurement
+};
+
+struct Pipeline::InodeState {
+  uint32_t writers = 0;
+  uint32_t readers = 0;
+  bool must_measure = false;  // a reader opened it under a measure rule (IMA_MUST_MEASURE)
+  bool open_writers_reported = false;
+  bool tomtou_reported = false;
+  uint32_t pcr = 10;
+  const imarot::TemplateDescriptor* tmpl = nullptr;
+};
+
+struct Pipeline::HashJob {
+  uint64_t sequence = 0;
+  FileEvent event;
+  FileKey key{};
+  uint32_t pcr = 10;
+  const imarot::TemplateDescriptor* tmpl = nullptr;
+  imarot::PolicyDigestType digest_type = imarot::PolicyDigestType::ima;
+};
+
+struct Pipeline::WriterItem {
+  uint64_t sequence = 0;
+  std::optional<imarot::Entry> entry;
+  std::optional<FileKey> key;  // the file this measures, for the measured cache
+  bool measured = false;       // false after a failure: the next access tries again
+  uint64_t counter = 0;
+  uint32_t generation = 0;
+  Completion completion;
+};
+
+Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<const imarot::Policy> policy, LogStore& log,
+                   CommitTarget& target)
+    : options_(options), log_(log), target_(target), policy_(std::move(policy)) {
+  if (options_.default_template == nullptr) options_.default_template = imarot::find_builtin_template("ima-ng");
+  if (options_.hash_threads == 0) options_.hash_threads = std::max(1u, std::thread::hardware_concurrency());
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+void Pipeline::start() {
+  stopping_ = false;
+  for (unsigned i = 0; i < options_.hash_threads; ++i) hash_threads_.emplace_back([this] { hash_loop(); });
+  writer_thread_ = std::thread([this] { writer_loop(); });
+}
+
+void Pipeline::stop() {
+  if (!writer_thread_.joinable()) return;
+  {
+    std::lock_guard lock(hash_mutex_);
+    if (queue_overflow_ > 0) {
+      uint64_t count = std::exchange(queue_overflow_, 0);
+      record_lost(count, "event queue full");
+    }
+  }
+  wait_idle();
+  {
+    std::lock_guard lock(hash_mutex_);
+    std::lock_guard writer_lock(writer_mutex_);
+    stopping_ = true;
+  }
+  hash_ready_.notify_all();
+  hash_space_.notify_all();
+  writer_ready_.notify_all();
+  for (auto& thread : hash_threads_) thread.join();
+  hash_threads_.clear();
+  writer_thread_.join();
+}
+
+void Pipeline::set_policy(std::shared_ptr<const imarot::Policy> policy) {
+  std::lock_guard lock(policy_mutex_);
+  policy_ = std::move(policy);
+}
+
+void Pipeline::wait_idle() {
+  std::unique_lock lock(writer_mutex_);
+  writer_idle_.wait(lock, [this] { return in_flight_ == 0; });
+}
+
+void Pipeline::submit(FileEvent event) {
+  counters_.events.fetch_add(1, std::memory_order_relaxed);
+  intake(std::move(event));
+}
+
+uint64_t Pipeline::accept_item() {
+  std::lock_guard lock(writer_mutex_);
+  ++in_flight_;
+  return next_sequence_++;
+}
+
+void Pipeline::submit_entry(imarot::Entry entry) {
+  WriterItem item;
+  item.entry = std::move(entry);
+  item.sequence = accept_item();
+  push_writer(std::move(item));
+}
+
+void Pipeline::push_writer(WriterItem item) {
+  {
+    std::lock_guard lock(writer_mutex_);
+    writer_queue_.push_back(std::move(item));
+  }
+  writer_ready_.notify_one();
+}
+
+void Pipeline::record_violation(const FileEvent& event, uint32_t pcr, const imarot::TemplateDescriptor& tmpl,
+                                const std::string& cause) {
+  imarot::TemplateInput input;
+  input.digest_algo = options_.hash_algorithm;
+  input.name = event.path;
+  input.final_component = final_component(event.path);
+  input.violation = true;
+  auto entry = imarot::make_entry(pcr, tmpl, input);
+  if (!entry) {
+    spdlog::error("cannot build the {} violation entry for '{}': {}", cause, event.path, entry.error().message);
+    return;
+  }
+  spdlog::info("{} violation on '{}' (pid {}, {})", cause, event.path, event.pid, event.comm);
+  submit_entry(std::move(*entry));
+}
+
+void Pipeline::record_lost(uint64_t count, const std::string& reason) {
+  counters_.lost_events.fetch_add(count, std::memory_order_relaxed);
+  imarot::TemplateInput input;
+  input.digest_algo = options_.hash_algorithm;
+  input.name = fmt::format("[imarotd] {} events lost: {}", count, reason);
+  input.violation = true;
+  auto entry = imarot::make_entry(options_.default_pcr, *options_.default_template, input);
+  if (!entry) return;
+  spdlog::warn("{} file events lost ({}); recorded as a violation entry", count, reason);
+  submit_entry(std::move(*entry));
+}
+
+void Pipeline::intake(FileEvent event) {
+  if (event.kind == EventKind::lost) {
+    record_lost(std::max<uint64_t>(event.lost_count, 1), event.lost_reason);
+    complete(event.completion);
+    return;
+  }
+
+  std::shared_ptr<const imarot::Policy> policy;
+  {
+    std::lock_guard lock(policy_mutex_);
+    policy = policy_;
+  }
+
+  const auto inode_key = std::make_pair(event.file.dev, event.file.ino);
+  const bool opens_for_write =
+      event.kind == EventKind::write_open ||
+      (event.kind == EventKind::access && (event.mask & (kMayWrite | kMayAppend)) != 0);
+
+  std::unique_lock state(state_mutex_);
+  switch (event.kind) {
+    case EventKind::write_close:
+    case EventKind::read_close: {
+      auto it = inodes_.find(inode_key);
+      if (it != inodes_.end()) {
+        InodeState& inode = it->second;
+        if (event.kind == EventKind::write_close) {
+          inode.writers = inode.writers > 0 ? inode.writers - 1 : 0;
+          if (inode.writers == 0) inode.open_writers_reported = false;
+        } else {
+          inode.readers = inode.readers > 0 ? inode.readers - 1 : 0;
+          if (inode.readers == 0) {
+            inode.must_measure = false;
+            inode.tomtou_reported = false;
+          }
+        }
+        if (inode.writers == 0 && inode.readers == 0) inodes_.erase(it);
+      }
+      state.unlock();
+      complete(event.completion);
+      return;
+    }
+    case EventKind::write_open:
+    case EventKind::access:
+    case EventKind::lost:
+      break;
+  }
+
+  // ToMToU: a write open of a file that a measured reader has open.
+  if (opens_for_write) {
+    InodeState& inode = inodes_[inode_key];
+    if (inode.readers > 0 && inode.must_measure && !inode.tomtou_reported) {
+      inode.tomtou_reported = true;
+      record_violation(event, inode.pcr, inode.tmpl != nullptr ? *inode.tmpl : *options_.default_template, "ToMToU");
+    }
+    ++inode.writers;
+  }
+  if (event.kind == EventKind::write_open) {
+    state.unlock();
+    complete(event.completion);
+    return;
+  }
+
+  if (!S_ISREG(event.file.mode)) {
+    state.unlock();
+    complete(event.completion);
+    return;
+  }
+
+  imarot::PolicyDecision decision = imarot::match_policy(*policy, make_query(event));
+  uint32_t pcr = decision.pcr.value_or(options_.default_pcr);
+  const imarot::TemplateDescriptor* tmpl = decision.tmpl != nullptr ? decision.tmpl : options_.default_template;
+
+  if (!opens_for_write && violation_hook(event.hook)) {
+    InodeState& inode = inodes_[inode_key];
+    ++inode.readers;
+    if (decision.measure) {
+      inode.must_measure = true;
+      inode.pcr = pcr;
+      inode.tmpl = tmpl;
+      // open-writers: read under a measure rule while a writer has it open.
+      if (inode.writers > 0 && !inode.open_writers_reported) {
+        inode.open_writers_reported = true;
+        record_violation(event, pcr, *tmpl, "open_writers");
+      }
+    }
+  }
+
+  if (!decision.measure) {
+    state.unlock();
+    complete(event.completion);
+    return;
+  }
+
+  FileKey key{event.file.dev, event.file.ino, pcr};
+  auto& slot = files_[key];
+  if (!slot) slot = std::make_unique<FileState>();
+  FileState& file = *slot;
+  if (file.in_flight) {
+    // Measured already by an event ahead of this one; a blocked access
+    // waits for that measurement.
+    if (event.completion) file.waiters.push_back(std::move(event.completion));
+    counters_.cached.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (file.measured && file.measured_counter == event.file.change_counter &&
+      file.measured_generation == event.file.generation) {
+    counters_.cached.fetch_add(1, std::memory_order_relaxed);
+    state.unlock();
+    complete(event.completion);
+    return;
+  }
+  file.in_flight = true;
+  state.unlock();
+
+  HashJob job;
+  job.key = key;
+  job.pcr = pcr;
+  job.tmpl = tmpl;
+  job.digest_type = decision.digest_type;
+  job.event = std::move(event);
+
+  std::unique_lock queue(hash_mutex_);
+  if (hash_queue_.size() >= options_.queue_size) {
+    // Drop rather than stall the event source; the loss becomes a
+    // violation entry once the queue has room again.
+    ++queue_overflow_;
+    queue.unlock();
+    {
+      std::lock_guard relock(state_mutex_);
+      file.in_flight = false;
+      for (auto& waiter : file.waiters) complete(waiter);
+      file.waiters.clear();
+    }
+    complete(job.event.completion);
+    return;
+  }
+  if (queue_overflow_ > 0) {
+    uint64_t count = std::exchange(queue_overflow_, 0);
+    queue.unlock();
+    record_lost(count, "event queue full");
+    queue.lock();
+  }
+  job.sequence = accept_item();
+  hash_queue_.push_back(std::move(job));
+  queue.unlock();
+  hash_ready_.notify_one();
+}
+
+void Pipeline::hash_loop() {
+  for (;;) {
+    HashJob job;
+    {
+      std::unique_lock lock(hash_mutex_);
+      hash_ready_.wait(lock, [this] { return stopping_ || !hash_queue_.empty(); });
+      if (hash_queue_.empty()) return;
+      job = std::move(hash_queue_.front());
+      hash_queue_.pop_front();
+    }
+    push_writer(hash_file(job));
+  }
+}
+
+Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
+  FileEvent& event = job.event;
+  WriterItem item;
+  item.sequence = job.sequence;
+  item.key = job.key;
+  item.counter = event.file.change_counter;
+  item.generation = event.file.generation;
+  item.completion = std::move(event.completion);
+
+  imarot::TemplateInput input;
+  input.digest_algo = options_.hash_algorithm;
+  input.digest_type = job.digest_type == imarot::PolicyDigestType::verity ? "verity" : "ima";
+  input.name = event.path;
+  input.final_component = final_component(event.path);
+  input.uid = event.file.owner;
+  input.gid = event.file.group;
+  input.mode = static_cast<uint16_t>(event.file.mode);
+
+  auto violation = [&](const std::string& cause) {
+    spdlog::warn("cannot measure '{}' (pid {}, {}): {}; recorded as a violation", event.path, event.pid, event.comm,
+                 cause);
+    input.violation = true;
+    auto entry = imarot::make_entry(job.pcr, *job.tmpl, input);
+    if (entry) item.entry = std::move(*entry);
+    return std::move(item);
+  };
+
+  UniqueFd opened;
+  int fd = event.fd.get();
+  if (fd < 0) {
+    opened = UniqueFd(::open(event.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    if (!opened) return violation(fmt::format("open failed: {}", std::strerror(errno)));
+    fd = opened.get();
+  }
+
+  struct stat before {};
+  if (::fstat(fd, &before) != 0) return violation(fmt::format("fstat failed: {}", std::strerror(errno)));
+  if (before.st_dev != event.file.dev || before.st_ino != event.file.ino) {
+    return violation("the path now names another file");
+  }
+
+  std::vector<imarot::HashAlgo> algos = {options_.hash_algorithm};
+  bool legacy_digest = job.tmpl->has_field(imarot::FieldId::d) && options_.hash_algorithm != imarot::HashAlgo::sha1 &&
+                       options_.hash_algorithm != imarot::HashAlgo::md5;
+  if (legacy_digest) algos.push_back(imarot::HashAlgo::sha1);
+
+  if (::lseek(fd, 0, SEEK_SET) < 0) return violation(fmt::format("lseek failed: {}", std::strerror(errno)));
+  auto digests = imarot::hash_fd(fd, algos);
+  if (!digests) return violation(digests.error().message);
+
+  struct stat after {};
+  if (::fstat(fd, &after) != 0 || !same_content_state(before, after)) {
+    return violation("the file changed while it was hashed");
+  }
+
+  input.digest = (*digests)[0];
+  if (legacy_digest) input.legacy_digest = (*digests)[1];
+  if (job.tmpl->has_field(imarot::FieldId::sig)) input.ima_xattr = read_xattr(fd, "security.ima");
+  if (job.tmpl->has_field(imarot::FieldId::sig) || job.tmpl->has_field(imarot::FieldId::evmsig)) {
+    input.evm_xattr = read_xattr(fd, "security.evm");
+  }
+
+  auto entry = imarot::make_entry(job.pcr, *job.tmpl, input);
+  if (!entry) return violation(entry.error().message);
+  item.entry = std::move(*entry);
+  item.measured = true;
+  return item;
+}
+
+void Pipeline::writer_loop() {
+  std::unordered_set<DigestKey, DigestKeyHash> present;
+  for (const auto& entry : log_.entries()) {
+    if (!entry.is_violation()) present.insert(digest_key(entry));
+  }
+
+  std::map<uint64_t, WriterItem> waiting;  // finished out of order
+  uint64_t expected = 0;
+  for (;;) {
+    std::vector<WriterItem> batch;
+    {
+      std::unique_lock lock(writer_mutex_);
+      writer_ready_.wait(lock, [&] {
+        bool ready = !waiting.empty() && waiting.begin()->first == expected;
+        return ready || !writer_queue_.empty() || (stopping_ && waiting.empty());
+      });
+      if (writer_queue_.empty() && waiting.empty()) return;
+      while (!writer_queue_.empty()) {
+        WriterItem item = std::move(writer_queue_.front());
+        writer_queue_.pop_front();
+        waiting.emplace(item.sequence, std::move(item));
+      }
+    }
+    while (batch.size() < options_.max_batch && !waiting.empty() && waiting.begin()->first == expected) {
+      batch.push_back(std::move(waiting.begin()->second));
+      waiting.erase(waiting.begin());
+      ++expected;
+    }
+    if (batch.empty()) continue;
+
+    // The kernel's duplicate check: an entry equal to one in the list is
+    // not added again (violations excepted), but the file counts as measured.
+    std::vector<imarot::Entry> entries;
+    for (auto& item : batch) {
+      if (!item.entry) continue;
+      if (!item.entry->is_violation()) {
+        if (!present.insert(digest_key(*item.entry)).second) {
+          counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+      }
+      entries.push_back(*item.entry);
+    }
+
+    uint64_t first_index = log_.size();
+    auto backoff = std::chrono::milliseconds(100);
+    for (;;) {
+      auto appended = log_.append(entries);
+      if (appended) break;
+      counters_.append_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("{}; retrying in {} ms, new events wait meanwhile", appended.error().message, backoff.count());
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+    for (const auto& entry : entries) {
+      (entry.is_violation() ? counters_.violations : counters_.measured).fetch_add(1, std::memory_order_relaxed);
+    }
+
+    if (!entries.empty()) target_.extend(entries, first_index);
+    commit_batch(batch);
+    if (!entries.empty()) target_.committed(entries, first_index);
+
+    {
+      std::lock_guard lock(writer_mutex_);
+      in_flight_ -= batch.size();
+      if (in_flight_ == 0) writer_idle_.notify_all();
+    }
+  }
+}
+
+void Pipeline::commit_batch(std::vector<WriterItem>& batch) {
+  std::vector<Completion> completions;
+  {
+    std::lock_guard lock(state_mutex_);
+    for (auto& item : batch) {
+      if (item.completion) completions.push_back(std::move(item.completion));
+      if (!item.key) continue;
+      auto it = files_.find(*item.key);
+      if (it == files_.end()) continue;
+      FileState& file = *it->second;
+      file.in_flight = false;
+      if (item.measured) {
+        file.measured = true;
+        file.measured_counter = item.counter;
+        file.measured_generation = item.generation;
+      }
+      for (auto& waiter : file.waiters) completions.push_back(std::move(waiter));
+      file.waiters.clear();
+    }
+  }
+  for (auto& completion : completions) complete(completion);
+}
+
+}  // namespace imarotd

@@ -1,0 +1,139 @@
+// The measurement pipeline: policy, de-duplication and open-writers/ToMToU
+// tracking on the event source's thread; hashing on a pool of threads; one
+// writer thread that appends to the durable list, extends the roots of
+// trust in list order, and then completes the events.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "event.h"
+#include "imarot/measurement_list.h"
+#include "imarot/policy.h"
+#include "log_store.h"
+
+namespace imarotd {
+
+// Where committed entries go after they are durable: the roots of trust and
+// anything that publishes the list. Called from the writer thread only.
+class CommitTarget {
+ public:
+  virtual ~CommitTarget() = default;
+  // Extends `entries`, whose list indexes start at `first_index`. Returns
+  // once each entry is extended or queued for a backend that is down.
+  virtual void extend(const std::vector<imarot::Entry>& entries, uint64_t first_index) = 0;
+  // The entries are in the list and extended (or queued).
+  virtual void committed(const std::vector<imarot::Entry>& entries, uint64_t first_index) { (void)entries, (void)first_index; }
+};
+
+struct PipelineOptions {
+  imarot::HashAlgo hash_algorithm = imarot::HashAlgo::sha256;
+  const imarot::TemplateDescriptor* default_template = nullptr;  // ima-ng when null
+  uint32_t default_pcr = 10;
+  size_t queue_size = 65536;  // events waiting for a hash thread
+  unsigned hash_threads = 0;  // 0: one per online CPU
+  size_t max_batch = 256;     // entries per fdatasync
+};
+
+struct PipelineCounters {
+  std::atomic<uint64_t> events{0};
+  std::atomic<uint64_t> measured{0};     // file entries appended
+  std::atomic<uint64_t> violations{0};   // violation entries appended
+  std::atomic<uint64_t> lost_events{0};  // events dropped by the source or the queue
+  std::atomic<uint64_t> duplicates{0};   // entries equal to one already in the list
+  std::atomic<uint64_t> cached{0};       // events for files measured and unchanged
+  std::atomic<uint64_t> append_failures{0};
+};
+
+class Pipeline : public EventSink {
+ public:
+  Pipeline(PipelineOptions options, std::shared_ptr<const imarot::Policy> policy, LogStore& log,
+           CommitTarget& target);
+  ~Pipeline() override;
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  void start();
+  // Finishes every event already submitted, then stops the threads.
+  void stop();
+
+  void submit(FileEvent event) override;
+
+  // Appends a boot_aggregate or other entry built by the caller, in order
+  // with the measurements.
+  void submit_entry(imarot::Entry entry);
+
+  void set_policy(std::shared_ptr<const imarot::Policy> policy);
+  const PipelineCounters& counters() const { return counters_; }
+
+  // Blocks until every event submitted so far is committed (tests, drain).
+  void wait_idle();
+
+ private:
+  struct FileKey {
+    dev_t dev;
+    ino_t ino;
+    uint32_t pcr;
+    auto operator<=>(const FileKey&) const = default;
+  };
+  struct FileState;
+  struct InodeState;
+  struct HashJob;
+  struct WriterItem;
+
+  void intake(FileEvent event);
+  void hash_loop();
+  void writer_loop();
+  void push_writer(WriterItem item);
+  uint64_t accept_item();
+  void record_violation(const FileEvent& event, uint32_t pcr, const imarot::TemplateDescriptor& tmpl,
+                        const std::string& cause);
+  void record_lost(uint64_t count, const std::string& reason);
+  WriterItem hash_file(HashJob& job);
+  void commit_batch(std::vector<WriterItem>& batch);
+
+  PipelineOptions options_;
+  LogStore& log_;
+  CommitTarget& target_;
+  PipelineCounters counters_;
+
+  std::mutex policy_mutex_;
+  std::shared_ptr<const imarot::Policy> policy_;
+
+  // Intake state, guarded by state_mutex_: what was measured, what is being
+  // hashed, who has each file open.
+  std::mutex state_mutex_;
+  std::map<FileKey, std::unique_ptr<FileState>> files_;
+  std::map<std::pair<dev_t, ino_t>, InodeState> inodes_;
+
+  std::mutex hash_mutex_;
+  std::condition_variable hash_ready_;
+  std::condition_variable hash_space_;
+  std::deque<HashJob> hash_queue_;
+  uint64_t queue_overflow_ = 0;  // events dropped since the last lost-events entry
+
+  std::mutex writer_mutex_;
+  std::condition_variable writer_ready_;
+  std::condition_variable writer_idle_;
+  std::deque<WriterItem> writer_queue_;
+  uint64_t in_flight_ = 0;  // submitted but not yet committed
+  // Entries are appended in the order their events arrived, whichever hash
+  // finishes first: each item gets the next sequence number when it is
+  // accepted, and the writer appends them in that order.
+  uint64_t next_sequence_ = 0;
+
+  bool stopping_ = false;
+  std::vector<std::thread> hash_threads_;
+  std::thread writer_thread_;
+};
+
+}  // namespace imarotd

@@ -1,0 +1,319 @@
+// The daemon's parts without root: configuration, the durable log and the
+// pipeline fed with events built from real files in a temporary directory.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <mutex>
+
+#include "config.h"
+#include "imarot/replay.h"
+#include "log_store.h"
+#include "pipeline.h"
+#include "test_util.h"
+
+namespace imarotd {
+namespace {
+
+using imarot::test::read_file;
+using imarot::test::TempDir;
+using imarot::test::write_file;
+
+TEST(Config, DefaultsFromEmptyObject) {
+  auto config = parse_config("{}", "imarotd.json", "/plugins");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->default_template->name, "ima-ng");
+  EXPECT_EQ(config->hash_algorithm, imarot::HashAlgo::sha256);
+  EXPECT_EQ(config->plugin_directory, "/plugins");
+}
+
+TEST(Config, FullExample) {
+  auto config = parse_config(R"({
+    "policy": "/etc/imarotd/imarotd.policy",
+    "template": "ima-sig",
+    "hash_algorithm": "sha384",
+    "event_source": "fanotify",
+    "measure_before_use": true,
+    "queue_size": 128,
+    "backends": [{"name": "tpm2", "register": 11, "config": {"tcti": "swtpm:path=/run/swtpm.sock"}}]
+  })",
+                             "imarotd.json", "/plugins");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->default_template->name, "ima-sig");
+  EXPECT_EQ(config->hash_algorithm, imarot::HashAlgo::sha384);
+  EXPECT_EQ(config->event_source, EventSourceChoice::fanotify);
+  EXPECT_TRUE(config->measure_before_use);
+  ASSERT_EQ(config->backends.size(), 1u);
+  EXPECT_EQ(config->backends[0].register_index, 11u);
+  EXPECT_EQ(config->backends[0].config["tcti"], "swtpm:path=/run/swtpm.sock");
+}
+
+TEST(Config, ErrorsNameLineAndColumn) {
+  struct Case {
+    const char* text;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"{\n  \"queue_size\": \"big\"\n}", "imarotd.json:2:17: \"queue_size\" must be an integer"},
+      {"{\n  \"tempalte\": \"ima-ng\"\n}", "imarotd.json:2:15: unknown setting \"tempalte\""},
+      {"{\n  \"template\": \"ima-nope\"\n}", "imarotd.json:2:15: unknown template 'ima-nope'"},
+      {"{\n  \"hash_algorithm\": \"crc32\"\n}", "imarotd.json:2:21: hash algorithm \"crc32\" is not supported"},
+      {"{\n  \"backends\": [\n    {\"name\": \"tpm2\", \"register\": 99}\n  ]\n}",
+       "imarotd.json:3:34: \"register\" must be an integer from 0 to 63"},
+      {"{\n  \"policy\": \"x\",\n}", "imarotd.json:3:1: invalid JSON"},
+      {"{\"event_source\": \"ebpf\"}", "imarotd.json:1:18: unknown event source \"ebpf\""},
+  };
+  for (const auto& c : cases) {
+    auto config = parse_config(c.text, "imarotd.json", "/plugins");
+    ASSERT_FALSE(config) << c.text;
+    EXPECT_NE(config.error().message.find(c.expected), std::string::npos)
+        << "got: " << config.error().message << "\nexpected: " << c.expected;
+  }
+}
+
+imarot::Entry sample_entry(const std::string& name) {
+  imarot::TemplateInput input;
+  input.digest = imarot::Digest::filled(32, 0x42);
+  input.name = name;
+  return *imarot::make_entry(10, *imarot::find_builtin_template("ima-ng"), input);
+}
+
+TEST(LogStore, AppendsAndReopens) {
+  TempDir dir;
+  {
+    auto store = LogStore::open(dir.path(), "boot-a");
+    ASSERT_TRUE(store) << store.error().message;
+    ASSERT_TRUE((*store)->append({sample_entry("/a"), sample_entry("/b")}));
+    ASSERT_TRUE((*store)->append({sample_entry("/c")}));
+  }
+  auto store = LogStore::open(dir.path(), "boot-a");
+  ASSERT_TRUE(store) << store.error().message;
+  ASSERT_EQ((*store)->size(), 3u);
+  EXPECT_FALSE((*store)->recovery_note());
+  EXPECT_EQ(read_file(dir.file("current.bin")), read_file((*store)->path()));
+  EXPECT_EQ(imarot::decode_fields((*store)->entries()[2])->name, "/c");
+}
+
+TEST(LogStore, TornTailIsRemoved) {
+  TempDir dir;
+  std::string path;
+  {
+    auto store = LogStore::open(dir.path(), "boot-a");
+    ASSERT_TRUE((*store)->append({sample_entry("/a")}));
+    path = (*store)->path();
+  }
+  imarot::Bytes record;
+  imarot::append_binary_record(record, sample_entry("/torn"));
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_EQ(::write(fd, record.data(), record.size() / 2), static_cast<ssize_t>(record.size() / 2));
+  ::close(fd);
+
+  auto store = LogStore::open(dir.path(), "boot-a");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->size(), 1u);
+  ASSERT_TRUE((*store)->recovery_note());
+  EXPECT_NE((*store)->recovery_note()->find("incomplete record"), std::string::npos);
+  ASSERT_TRUE((*store)->append({sample_entry("/b")}));
+  EXPECT_EQ((*store)->size(), 2u);
+}
+
+TEST(LogStore, DamageInsideCommittedPartIsNotCut) {
+  TempDir dir;
+  std::string path;
+  {
+    auto store = LogStore::open(dir.path(), "boot-a");
+    ASSERT_TRUE((*store)->append({sample_entry("/a"), sample_entry("/b")}));
+    path = (*store)->path();
+  }
+  imarot::Bytes data = read_file(path);
+  data[data.size() - 20] = 0xff;  // a length inside the last record
+  data.resize(data.size() - 3);
+  write_file(path, data.data(), data.size());
+  // The committed size still covers both records, so the damage is reported.
+  std::string committed = path.substr(0, path.size() - 4) + ".committed";
+  imarot::Bytes size_bytes = read_file(committed);
+  ASSERT_EQ(size_bytes.size(), 8u);
+
+  auto store = LogStore::open(dir.path(), "boot-a");
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("is damaged"), std::string::npos) << store.error().message;
+  EXPECT_EQ(read_file(path), data);
+}
+
+// Records what the pipeline extends, replaying it into sha256 registers.
+class RecordingTarget : public CommitTarget {
+ public:
+  void extend(const std::vector<imarot::Entry>& entries, uint64_t first_index) override {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(first_index, extended.size());
+    extended.insert(extended.end(), entries.begin(), entries.end());
+  }
+  std::mutex mutex;
+  std::vector<imarot::Entry> extended;
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = LogStore::open(dir_.file("state"), "boot");
+    ASSERT_TRUE(store);
+    log_ = std::move(*store);
+    auto policy = imarot::load_policy("measure func=BPRM_CHECK\nmeasure func=FILE_CHECK mask=^MAY_READ\n", "test");
+    ASSERT_TRUE(policy) << policy.error().message;
+    policy_ = std::make_shared<imarot::Policy>(*policy);
+  }
+
+  void start(size_t queue_size = 1024) {
+    PipelineOptions options;
+    options.queue_size = queue_size;
+    options.hash_threads = 2;
+    pipeline_ = std::make_unique<Pipeline>(options, policy_, *log_, target_);
+    pipeline_->start();
+  }
+
+  std::string make_file(const std::string& name, const std::string& content) {
+    std::string path = dir_.file(name);
+    write_file(path, content);
+    return path;
+  }
+
+  FileEvent event_for(const std::string& path, Hook hook, uint32_t mask, EventKind kind = EventKind::access) {
+    FileEvent event;
+    event.kind = kind;
+    event.hook = hook;
+    event.mask = mask;
+    event.path = path;
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    event.file.dev = st.st_dev;
+    event.file.ino = st.st_ino;
+    event.file.mode = st.st_mode;
+    event.file.change_counter = static_cast<uint64_t>(st.st_ctim.tv_sec) * 1000000000u + st.st_ctim.tv_nsec;
+    if (kind == EventKind::access) event.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    return event;
+  }
+
+  std::vector<std::string> names() {
+    std::vector<std::string> out;
+    for (const auto& entry : log_->entries()) out.push_back(imarot::decode_fields(entry)->name);
+    return out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<LogStore> log_;
+  std::shared_ptr<imarot::Policy> policy_;
+  RecordingTarget target_;
+  std::unique_ptr<Pipeline> pipeline_;
+};
+
+TEST_F(PipelineTest, MeasuresOnceUntilChanged) {
+  start();
+  std::string path = make_file("tool", "version 1");
+  for (int i = 0; i < 3; ++i) pipeline_->submit(event_for(path, Hook::bprm_check, kMayExec));
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 1u);
+
+  ::usleep(10000);
+  write_file(path, "version 2");
+  pipeline_->submit(event_for(path, Hook::bprm_check, kMayExec));
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 2u);
+  auto fields = imarot::decode_fields(log_->entries()[1]);
+  EXPECT_EQ(imarot::to_hex(fields->file_digest),
+            imarot::hash_bytes(imarot::HashAlgo::sha256,
+                               imarot::ByteView(reinterpret_cast<const uint8_t*>("version 2"), 9))
+                ->hex());
+  EXPECT_EQ(target_.extended.size(), 2u);
+  EXPECT_EQ(pipeline_->counters().cached.load(), 2u);
+}
+
+TEST_F(PipelineTest, PolicyFiltersEvents) {
+  start();
+  std::string path = make_file("data", "x");
+  pipeline_->submit(event_for(path, Hook::mmap_check, kMayExec));  // no MMAP_CHECK rule
+  pipeline_->submit(event_for(path, Hook::file_check, kMayWrite));
+  pipeline_->wait_idle();
+  EXPECT_EQ(log_->size(), 0u);
+}
+
+TEST_F(PipelineTest, OpenWritersViolationOncePerEpisode) {
+  start();
+  std::string path = make_file("writer.conf", "x");
+  pipeline_->submit(event_for(path, Hook::file_check, kMayWrite, EventKind::write_open));
+  pipeline_->submit(event_for(path, Hook::file_check, kMayRead));
+  pipeline_->submit(event_for(path, Hook::file_check, kMayRead));
+  pipeline_->wait_idle();
+  auto list = names();
+  ASSERT_EQ(list.size(), 2u);  // the violation and the measurement
+  size_t violations = 0;
+  for (const auto& entry : log_->entries()) violations += entry.is_violation() ? 1 : 0;
+  EXPECT_EQ(violations, 1u);
+  EXPECT_EQ(pipeline_->counters().violations.load(), 1u);
+}
+
+TEST_F(PipelineTest, TomtouViolation) {
+  start();
+  std::string path = make_file("tomtou.conf", "x");
+  pipeline_->submit(event_for(path, Hook::file_check, kMayRead));
+  pipeline_->submit(event_for(path, Hook::file_check, kMayWrite, EventKind::write_open));
+  pipeline_->submit(event_for(path, Hook::file_check, kMayWrite, EventKind::write_open));
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 2u);
+  EXPECT_FALSE(log_->entries()[0].is_violation());
+  EXPECT_TRUE(log_->entries()[1].is_violation());
+  EXPECT_EQ(imarot::decode_fields(log_->entries()[1])->name, path);
+}
+
+TEST_F(PipelineTest, QueueOverflowBecomesViolationWithCount) {
+  start(/*queue_size=*/1);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 200; ++i) paths.push_back(make_file("f" + std::to_string(i), std::to_string(i)));
+  for (const auto& path : paths) pipeline_->submit(event_for(path, Hook::bprm_check, kMayExec));
+  pipeline_->stop();
+  uint64_t lost = pipeline_->counters().lost_events.load();
+  uint64_t measured = pipeline_->counters().measured.load();
+  EXPECT_EQ(lost + measured, 200u);
+  ASSERT_GT(lost, 0u);
+  uint64_t recorded = 0;
+  for (const auto& entry : log_->entries()) {
+    if (!entry.is_violation()) continue;
+    std::string name = imarot::decode_fields(entry)->name;
+    ASSERT_EQ(name.rfind("[imarotd]_", 0), 0u) << name;
+    recorded += std::stoull(name.substr(10));
+  }
+  EXPECT_EQ(recorded, lost);
+}
+
+TEST_F(PipelineTest, ListReplaysToWhatWasExtended) {
+  start();
+  for (int i = 0; i < 20; ++i) {
+    std::string path = make_file("bin" + std::to_string(i), "content " + std::to_string(i));
+    pipeline_->submit(event_for(path, Hook::bprm_check, kMayExec));
+  }
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 20u);
+  ASSERT_EQ(target_.extended.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(target_.extended[i].sha1, log_->entries()[i].sha1);
+  imarot::ParsedList reread = imarot::parse_binary_list(read_file(log_->path()));
+  ASSERT_FALSE(reread.error);
+  EXPECT_EQ(reread.entries.size(), 20u);
+}
+
+TEST_F(PipelineTest, CompletionRunsAfterCommit) {
+  start();
+  std::string path = make_file("blocked", "x");
+  std::atomic<bool> completed{false};
+  FileEvent event = event_for(path, Hook::bprm_check, kMayExec);
+  event.completion = [&] {
+    EXPECT_EQ(target_.extended.size(), 1u);
+    completed = true;
+  };
+  pipeline_->submit(std::move(event));
+  pipeline_->wait_idle();
+  EXPECT_TRUE(completed);
+}
+
+}  // namespace
+}  // namespace imarotd
