@@ -21,6 +21,10 @@ extern "C" {
 #define IMAROT_ROT_MAX_DIGEST 64u
 #define IMAROT_ROT_MAX_BANKS 16u
 
+/* Marks the entry function for export when the plugin is built with
+ * -fvisibility=hidden, which keeps every other symbol private to it. */
+#define IMAROT_ROT_EXPORT __attribute__((visibility("default")))
+
 /* Return codes of the operations. */
 enum imarot_rot_status {
   IMAROT_ROT_OK = 0,
@@ -55,6 +59,10 @@ struct imarot_rot_bank {
 };
 
 #define IMAROT_ROT_FLAG_READ_ONLY 0x1u /* no register of the backend can be extended */
+/* The registers are the ones kernel IMA extends on this system (a TPM
+ * character device or a resource manager in front of it), so imarotd must
+ * not extend a register that the kernel's measurement list uses. */
+#define IMAROT_ROT_FLAG_KERNEL_SHARED 0x2u
 
 struct imarot_rot_description {
   char name[32];          /* "tpm2", "tdx", ... */
@@ -98,7 +106,20 @@ struct imarot_rot_ops {
                         struct imarot_rot_error* error);
 
   void (*close)(void* handle);
+
+  /* Optional, NULL when absent; a plugin built before this member existed
+   * has a smaller struct_size, and imarotd then calls read() per register.
+   * Reads registers regs[0..count) of the bank with kernel algorithm number
+   * `hash_algo` into out[0..count), in as few device round trips as the
+   * device allows. IMAROT_ROT_ERR_UNALLOCATED means the bank has no
+   * registers allocated, and out[] is then left unset, never zero-filled. */
+  int (*read_registers)(void* handle, uint8_t hash_algo, const uint32_t* regs, size_t count,
+                        struct imarot_rot_digest* out, struct imarot_rot_error* error);
 };
+
+/* Size of the operations table as version 1 first defined it, without
+ * read_registers. imarotd accepts any struct_size from this value up. */
+#define IMAROT_ROT_OPS_V1_MIN_SIZE offsetof(struct imarot_rot_ops, read_registers)
 
 typedef const struct imarot_rot_ops* (*imarot_rot_plugin_fn)(void);
 
