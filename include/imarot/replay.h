@@ -30,15 +30,15 @@ using RegisterValues = std::map<RegisterId, Digest>;
 // new = H_bank(old || digest), the extend operation of TPM PCRs and RTMRs.
 Result<Digest> extend_value(HashAlgo bank, const Digest& old_value, const Digest& digest);
 
-// How a bank's extend value is derived from an entry.
+// Source of a bank's extend value for an entry.
 enum class BankDigest {
   // H_bank(template data): what kernels since 5.1 extend, and what imarotd
   // extends.
   own,
-  // The SHA-1 template digest padded with zeros to the bank size: what
-  // kernels before 5.1 extended into every bank, and what later kernels
-  // extend into a bank whose algorithm their crypto could not allocate at
-  // boot (the console then shows "ima: Can not allocate sha384").
+  // The SHA-1 template digest padded with zeros to the bank size. Kernels
+  // before 5.1 extended it into every bank. Later kernels extend it into a
+  // bank whose algorithm their crypto could not allocate at boot, and their
+  // console then shows "ima: Can not allocate sha384".
   padded_sha1,
 };
 

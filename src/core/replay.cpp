@@ -318,8 +318,8 @@ VerifyReport verify_list(const ParsedList& list, const RegisterValues& reference
           fail(next_entry, std::move(message));
         }
       } else {
-        // With one entry the mismatch can only come from that entry (or a
-        // wrong reference); with more, nothing tells which entry is wrong.
+        // With one entry the mismatch comes from that entry or from a wrong
+        // reference. With more, no check can single out the wrong entry.
         std::optional<size_t> blamed;
         std::string extended_by = fmt::format("its {} entries", members.size());
         if (members.size() == 1) {

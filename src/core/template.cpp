@@ -214,7 +214,7 @@ Bytes build_template_data(const TemplateDescriptor& tmpl, const TemplateInput& i
       }
       case FieldId::sig: {
         // The kernel takes security.ima only when it is a signature, and a
-        // violation carries no security.ima at all; otherwise sig falls back
+        // violation carries no security.ima at all. Otherwise sig falls back
         // to the evmsig content.
         bool is_signature = !input.ima_xattr.empty() && (input.ima_xattr[0] == kImaXattrDigsig ||
                                                          input.ima_xattr[0] == kImaVerityDigsig);
@@ -343,7 +343,7 @@ Result<std::vector<FieldView>> split_template_data(const TemplateDescriptor& tmp
           return Error{fmt::format("{} contains a NUL byte before its end", where())};
         }
         if (id == FieldId::n && length > kLegacyNameMax + 1) {
-          return Error{fmt::format("{} is {} bytes; the legacy name field holds at most {}", where(), length,
+          return Error{fmt::format("{} is {} bytes; the legacy name field is at most {} bytes", where(), length,
                                    kLegacyNameMax + 1)};
         }
         break;

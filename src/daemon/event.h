@@ -100,6 +100,9 @@ struct FileEvent {
   EventKind kind = EventKind::access;
   Hook hook = Hook::file_check;
   uint32_t mask = 0;  // MAY_* bits of the access
+  // The open can write (FMODE_WRITE: O_WRONLY or O_RDWR). Open-writers and
+  // ToMToU follow this, not MAY_WRITE in `mask`, which O_TRUNC also sets.
+  bool write_access = false;
   pid_t pid = 0;
   pid_t tgid = 0;
   std::string comm;

@@ -271,8 +271,7 @@ void Pipeline::intake(FileEvent event) {
 
   const auto inode_key = std::make_pair(event.file.dev, event.file.ino);
   const bool opens_for_write =
-      event.kind == EventKind::write_open ||
-      (event.kind == EventKind::access && (event.mask & (kMayWrite | kMayAppend)) != 0);
+      event.kind == EventKind::write_open || (event.kind == EventKind::access && event.write_access);
 
   std::unique_lock state(state_mutex_);
   switch (event.kind) {

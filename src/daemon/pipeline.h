@@ -1,7 +1,7 @@
-// The measurement pipeline: policy, de-duplication and open-writers/ToMToU
-// tracking on the event source's thread; hashing on a pool of threads; one
-// writer thread that appends to the durable list, extends the roots of
-// trust in list order, and then completes the events.
+// The measurement pipeline. Policy, de-duplication and open-writers/ToMToU
+// tracking run on the event source's thread, and hashing on a pool of
+// threads. One writer thread appends to the durable list, extends the roots
+// of trust in list order, and then completes the events.
 #pragma once
 
 #include <atomic>
@@ -23,8 +23,8 @@
 
 namespace imarotd {
 
-// Where committed entries go after they are durable: the roots of trust and
-// anything that publishes the list. Called from the writer thread only.
+// Destination of committed entries once they are durable: the roots of trust
+// and anything that publishes the list. Called from the writer thread only.
 class CommitTarget {
  public:
   virtual ~CommitTarget() = default;

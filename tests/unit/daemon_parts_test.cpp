@@ -185,6 +185,7 @@ class PipelineTest : public ::testing::Test {
     event.hook = hook;
     event.mask = mask;
     event.path = path;
+    event.write_access = kind == EventKind::access && (mask & kMayWrite) != 0;
     struct stat st {};
     EXPECT_EQ(::stat(path.c_str(), &st), 0);
     event.file.dev = st.st_dev;

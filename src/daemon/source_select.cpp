@@ -1,0 +1,80 @@
+// Event source selection.
+#include <fstream>
+#include <iterator>
+
+#include <fmt/format.h>
+
+#include "daemon.h"
+#include "fanotify_source.h"
+
+namespace imarotd {
+namespace {
+
+bool fs_conditions_match(const imarot::PolicyRule& rule, const MountedFilesystem& fs) {
+  if (rule.fsmagic && *rule.fsmagic != fs.fsmagic) return false;
+  if (rule.fsname && *rule.fsname != fs.fstype) return false;
+  return true;
+}
+
+bool has_other_conditions(const imarot::PolicyRule& rule) {
+  return rule.func || rule.mask || rule.fsuuid || rule.uid || rule.euid || rule.gid || rule.egid || rule.fowner ||
+         rule.fgroup || rule.has_lsm_condition() || rule.keyrings || rule.labels;
+}
+
+// Whether any event on `fs` can reach a measure rule: walks the rules as
+// the matcher does, and stops at the first measure-class rule that matches
+// every event of the filesystem.
+bool policy_may_measure(const imarot::Policy& policy, const MountedFilesystem& fs) {
+  for (const auto& rule : policy.rules) {
+    bool measure_class = rule.action == imarot::PolicyAction::measure ||
+                         rule.action == imarot::PolicyAction::dont_measure;
+    if (!measure_class || !fs_conditions_match(rule, fs)) continue;
+    if (rule.action == imarot::PolicyAction::measure) return true;
+    if (!has_other_conditions(rule)) return false;
+  }
+  return false;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, const imarot::Policy& policy) {
+  SourceChoice choice;
+  if (config.event_source == EventSourceChoice::bpf) {
+    return imarot::Error{fmt::format("{}: \"event_source\": \"bpf\" is not available: this imarotd was built "
+                                     "without the eBPF LSM source; use \"auto\" or \"fanotify\"",
+                                     config.source_path)};
+  }
+  if (config.event_source == EventSourceChoice::fanotify) {
+    choice.reason = "selected in the configuration";
+  } else {
+    std::string lsm = read_text("/sys/kernel/security/lsm");
+    choice.reason = lsm.find("bpf") == std::string::npos
+                        ? "the BPF LSM is not active (not in /sys/kernel/security/lsm)"
+                        : "this imarotd was built without the eBPF LSM source";
+  }
+
+  FanotifyOptions options;
+  options.measure_before_use = config.measure_before_use;
+  if (!config.filesystems.empty()) {
+    options.mount_points = config.filesystems;
+  } else {
+    auto mounts = list_mounted_filesystems();
+    if (!mounts) return mounts.error();
+    options.mount_points = select_mount_points(*mounts, [&](const MountedFilesystem& fs) {
+      return fs.fstype != "proc" && policy_may_measure(policy, fs);
+    });
+    if (options.mount_points.empty()) {
+      return imarot::Error{fmt::format("the policy '{}' measures no mounted filesystem; nothing to watch",
+                                       policy.source)};
+    }
+  }
+  choice.source = std::make_unique<FanotifySource>(options);
+  return choice;
+}
+
+}  // namespace imarotd
