@@ -8,10 +8,10 @@ packages=(
   build-essential cmake pkg-config git
   clang llvm libclang-rt-14-dev libbpf-dev bpftool linux-libc-dev
   libssl-dev libtss2-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libsystemd-dev libcli11-dev libfuse3-dev
+  libsystemd-dev libcli11-dev libfuse3-dev libcbor-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # tests: real components
-  swtpm swtpm-tools tpm2-tools ima-evm-utils dbus fuse3 util-linux
+  swtpm swtpm-tools tpm2-tools ima-evm-utils dbus dbus-bin systemd fuse3 util-linux
   coreutils openssl xxd python3 attr
   # guest end-to-end tests
   qemu-system-x86 qemu-utils mmdebstrap cpio zstd e2fsprogs

@@ -109,6 +109,14 @@ struct Bank {
   uint16_t tpm_alg_id = 0;  // 0 when the backend is not a TPM
 };
 
+// Properties of one register, for backends that name their registers.
+struct RegisterInfo {
+  std::string name;   // "RTMR2", "MRTD", "REM0"
+  std::string alias;  // its name in another numbering ("CC MR 3"), or empty
+  bool read_only = false;
+  std::string read_only_reason;
+};
+
 // Properties an open backend reports: name, registers and banks.
 struct Description {
   std::string name;           // plugin name: "tpm2", "tdx", ...
@@ -120,9 +128,17 @@ struct Description {
   std::string read_only_reason;
   // The registers are the ones kernel IMA extends on this system.
   bool kernel_shared = false;
+  // One entry per register when the plugin names its registers, else empty.
+  std::vector<RegisterInfo> registers;
 
   std::vector<HashAlgo> bank_algos() const;
   bool has_bank(HashAlgo algo) const;
+  // The register's name ("RTMR2") when the plugin gives one, else
+  // "<register_kind> <index>" ("PCR 10").
+  std::string register_name(uint32_t index) const;
+  // The register's own properties; nullptr when the plugin names no
+  // registers or `index` is out of range.
+  const RegisterInfo* register_info(uint32_t index) const;
 };
 
 // Registers of one bank as read from the device. An unallocated bank has

@@ -75,6 +75,18 @@ struct imarot_rot_description {
   char read_only_reason[256]; /* why, when IMAROT_ROT_FLAG_READ_ONLY is set */
 };
 
+/* The register can be read but never extended, such as TDX's MRTD or a
+ * realm's RIM, both fixed when the guest was built. */
+#define IMAROT_ROT_REGISTER_READ_ONLY 0x1u
+
+/* Properties of one register, from describe_register(). */
+struct imarot_rot_register_info {
+  char name[32];              /* as the platform names it: "RTMR2", "MRTD", "REM0" */
+  char alias[32];             /* its name in another numbering ("CC MR 3"), or empty */
+  uint32_t flags;             /* IMAROT_ROT_REGISTER_* */
+  char read_only_reason[256]; /* why, when IMAROT_ROT_REGISTER_READ_ONLY is set */
+};
+
 struct imarot_rot_ops {
   uint32_t abi_version; /* IMAROT_ROT_ABI_VERSION the plugin was built against */
   uint32_t struct_size; /* sizeof(struct imarot_rot_ops) in that build */
@@ -115,6 +127,15 @@ struct imarot_rot_ops {
    * registers allocated, and out[] is then left unset, never zero-filled. */
   int (*read_registers)(void* handle, uint8_t hash_algo, const uint32_t* regs, size_t count,
                         struct imarot_rot_digest* out, struct imarot_rot_error* error);
+
+  /* Optional, NULL when absent. Describes register `reg` (below
+   * register_count): its name, and whether it can be extended. imarotd calls
+   * it once per register right after describe(). A plugin built before this
+   * member existed has a smaller struct_size. Its registers are then shown by
+   * number only, and they count as extendable unless the backend is
+   * read-only. */
+  int (*describe_register)(void* handle, uint32_t reg, struct imarot_rot_register_info* out,
+                           struct imarot_rot_error* error);
 };
 
 /* Size of the operations table as version 1 first defined it, without

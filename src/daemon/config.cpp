@@ -159,7 +159,7 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
   static const std::set<std::string> kKeys = {
       "policy",      "template",      "hash_algorithm",   "state_directory", "runtime_directory", "event_source",
       "measure_before_use", "queue_size", "hash_threads", "plugin_directory", "filesystems",      "backends",
-      "log_level"};
+      "log_level",   "dbus"};
   for (const auto& [key, value] : root.items()) {
     if (kKeys.count(key) == 0) {
       return validator.error("/" + key, fmt::format("unknown setting \"{}\"; see imarotd.json(5) for the settings",
@@ -242,6 +242,15 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
       return validator.error("/measure_before_use", "\"measure_before_use\" must be true or false");
     }
     config.measure_before_use = root["measure_before_use"].get<bool>();
+  }
+  if (root.contains("dbus")) {
+    if (auto ok = get_string("dbus", config.dbus); !ok) return ok.error();
+    bool named = config.dbus == "system" || config.dbus == "session" || config.dbus == "none";
+    if (!named && config.dbus.find(':') == std::string::npos) {
+      return validator.error("/dbus", fmt::format("\"dbus\" is \"{}\"; expected \"system\", \"session\", \"none\" or a "
+                                                  "D-Bus address such as \"unix:path=/run/dbus/system_bus_socket\"",
+                                                  config.dbus));
+    }
   }
   if (auto ok = get_uint("queue_size", config.queue_size, 1, 1u << 24); !ok) return ok.error();
   if (auto ok = get_uint("hash_threads", config.hash_threads, 0, 256); !ok) return ok.error();

@@ -37,6 +37,9 @@ struct DaemonConfig {
   std::vector<std::string> filesystems;  // empty: every filesystem the policy may measure
   std::vector<BackendConfig> backends;
   std::string log_level = "info";
+  // The bus the D-Bus service joins: "system", "session", a D-Bus address
+  // (unix:path=...), or "none" for no D-Bus service.
+  std::string dbus = "system";
 };
 
 // Parses and validates a configuration. Errors name the file, the line and

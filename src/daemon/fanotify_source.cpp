@@ -985,16 +985,22 @@ imarot::Result<void> FanotifySource::start(EventSink& sink) {
   }
 
   raise_descriptor_limit();
-  // Permission events in both modes: only while the opener waits can its
-  // open flags be read from /proc, and without them a write open would be
-  // reported as a read (and measured under mask=^MAY_READ rules) and writers
-  // would go unseen until they close. Without measure_before_use the access
-  // is allowed as soon as the event is submitted.
-  auto group = create_group(/*permission=*/true);
+  // Permission events unless notification_events: only while the opener
+  // waits can its open flags be read from /proc, and without them a write
+  // open would be reported as a read (and measured under mask=^MAY_READ
+  // rules) and writers would go unseen until they close. Without
+  // measure_before_use the access is allowed as soon as the event is
+  // submitted.
+  if (options_.notification_events && options_.measure_before_use) {
+    return imarot::Error{"fanotify: measure_before_use needs permission events; notification_events cannot be set "
+                         "with it"};
+  }
+  const bool permission = !options_.notification_events;
+  auto group = create_group(permission);
   if (!group) return group.error();
 
   uint64_t mask = FAN_CLOSE_WRITE | FAN_CLOSE_NOWRITE;
-  mask |= FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM;
+  mask |= permission ? (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM) : (FAN_OPEN_EXEC | FAN_OPEN);
   for (const auto& mount_point : options_.mount_points) {
     auto marked = mark_filesystem(group->get(), mount_point, mask);
     if (!marked) return marked.error();

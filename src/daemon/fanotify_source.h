@@ -57,6 +57,12 @@ struct FanotifyOptions {
   // accesses it cannot queue, and the source reports the overflow as a lost
   // event.
   bool measure_before_use = false;
+  // Take notification events (FAN_OPEN_EXEC, FAN_OPEN) instead: no access
+  // ever waits, but the open's flags are gone by the time the event is
+  // read, so every open reads as MAY_READ (MAY_EXEC for an exec) and
+  // writers are seen only when they close. Tests use it to change a file
+  // before its event is read. Cannot be combined with measure_before_use.
+  bool notification_events = false;
   // Processes (thread-group ids) whose events are dropped, and allowed at
   // once in permission mode. The daemon's own process is always ignored.
   std::vector<pid_t> ignored_pids;

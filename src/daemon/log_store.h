@@ -21,8 +21,8 @@ class LogStore {
   // <state_dir>/lists/<boot_id>.bin, linked as <state_dir>/current.bin.
   // Entries already in the file are loaded. A record cut short by a crash
   // during write() was never synced, so never extended: it is removed and
-  // reported in recovery_note(). The side file <boot_id>.committed holds the
-  // size of the list after the last completed append; a cut record is
+  // reported in recovery_note(). The side file <boot_id>.committed contains
+  // the size of the list after the last completed append. A cut record is
   // removed only when it starts at or after that size. Any other damage is
   // an error, and the file is left as it is.
   static imarot::Result<std::unique_ptr<LogStore>> open(const std::string& state_dir, const std::string& boot_id);

@@ -24,6 +24,8 @@ class PluginLibrary {
   const std::string& path() const { return path_; }
   // True when the plugin's table includes read_registers and sets it.
   bool has_read_registers() const;
+  // True when the plugin's table includes describe_register and sets it.
+  bool has_describe_register() const;
 
  private:
   PluginLibrary(void* handle, std::string path, const imarot_rot_ops* ops)

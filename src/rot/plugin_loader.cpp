@@ -156,4 +156,9 @@ bool PluginLibrary::has_read_registers() const {
          ops_->read_registers != nullptr;
 }
 
+bool PluginLibrary::has_describe_register() const {
+  return ops_->struct_size >= offsetof(imarot_rot_ops, describe_register) + sizeof ops_->describe_register &&
+         ops_->describe_register != nullptr;
+}
+
 }  // namespace imarot::rot

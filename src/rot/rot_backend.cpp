@@ -71,7 +71,48 @@ RotResult<Description> convert_description(const imarot_rot_description& raw, st
   return out;
 }
 
+// Upper bound on the registers a plugin may describe one by one, so that a
+// broken register_count cannot stall loading.
+constexpr uint32_t kMaxDescribedRegisters = 1024;
+
+// Reads every register's name and read-only flag from a plugin that
+// implements describe_register.
+RotResult<void> describe_registers(const imarot_rot_ops* ops, void* handle, Description& description,
+                                   std::string_view context) {
+  if (description.register_count > kMaxDescribedRegisters) {
+    return RotError{Status::failed, 0,
+                    fmt::format("{}: invalid description: {} registers to describe, more than the maximum of {}",
+                                context, description.register_count, kMaxDescribedRegisters)};
+  }
+  for (uint32_t reg = 0; reg < description.register_count; ++reg) {
+    imarot_rot_register_info raw{};
+    imarot_rot_error error{};
+    int code = ops->describe_register(handle, reg, &raw, &error);
+    if (code != IMAROT_ROT_OK) return error_from_plugin(code, error, context);
+    RegisterInfo info;
+    info.name = c_text(raw.name, sizeof raw.name);
+    info.alias = c_text(raw.alias, sizeof raw.alias);
+    info.read_only = (raw.flags & IMAROT_ROT_REGISTER_READ_ONLY) != 0;
+    info.read_only_reason = c_text(raw.read_only_reason, sizeof raw.read_only_reason);
+    if (info.name.empty()) {
+      return RotError{Status::failed, 0,
+                      fmt::format("{}: invalid description: register {} has no name", context, reg)};
+    }
+    description.registers.push_back(std::move(info));
+  }
+  return Ok{};
+}
+
 }  // namespace
+
+std::string Description::register_name(uint32_t index) const {
+  if (const RegisterInfo* info = register_info(index)) return info->name;
+  return fmt::format("{} {}", register_kind, index);
+}
+
+const RegisterInfo* Description::register_info(uint32_t index) const {
+  return index < registers.size() ? &registers[index] : nullptr;
+}
 
 std::vector<HashAlgo> Description::bank_algos() const {
   std::vector<HashAlgo> algos;
@@ -113,6 +154,11 @@ RotResult<std::unique_ptr<RotBackend>> RotBackend::load(std::string_view name, s
   if (code != IMAROT_ROT_OK) return error_from_plugin(code, error, context);
   auto description = convert_description(raw, context);
   if (!description) return description.error();
+  if ((*library)->has_describe_register()) {
+    if (auto described = describe_registers(ops, handle, *description, context); !described) {
+      return described.error();
+    }
+  }
   backend->description_ = std::move(*description);
   return backend;
 }
@@ -122,6 +168,11 @@ RotResult<void> RotBackend::check_register(uint32_t reg) {
     return RotError{Status::read_only, 0,
                     fmt::format("{}: the backend cannot be extended: {}", description_.name,
                                 description_.read_only_reason)};
+  }
+  if (const RegisterInfo* info = description_.register_info(reg); info != nullptr && info->read_only) {
+    return RotError{Status::read_only, 0,
+                    fmt::format("{}: register {} ({}) cannot be extended: {}", description_.name, reg, info->name,
+                                info->read_only_reason)};
   }
   imarot_rot_error error{};
   int code = ops_->check_register(handle_, reg, &error);

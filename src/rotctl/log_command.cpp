@@ -1,10 +1,14 @@
 // rotctl log: print a measurement list as ascii (byte-identical to the
-// kernel's ascii_runtime_measurements), binary or JSON.
+// kernel's ascii_runtime_measurements), binary or JSON, from a file or from
+// the running daemon.
+#include <unistd.h>
+
 #include <iostream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon_client.h"
 #include "rotctl.h"
 
 namespace rotctl {
@@ -15,6 +19,8 @@ struct LogOptions {
   std::string format = "ascii";
   std::string column_bank = "sha1";
   size_t from = 1;
+  std::string bus = "system";
+  bool follow = false;
 };
 
 std::string json_string(const std::string& bytes) {
@@ -32,10 +38,12 @@ bool valid_utf8(const std::string& bytes) {
   }
 }
 
-nlohmann::json entry_json(const imarot::ParsedList& list, size_t index) {
+// `base` is the list index of list.entries[0], so that entries read from the
+// middle of a list keep their numbers.
+nlohmann::json entry_json(const imarot::ParsedList& list, size_t index, size_t base) {
   const imarot::Entry& entry = list.entries[index];
   nlohmann::json out;
-  out["index"] = index + 1;
+  out["index"] = base + index + 1;
   out["pcr"] = entry.pcr;
   out["template_digest"] = list.column_algo == imarot::HashAlgo::sha1 ? entry.stored_digest().hex()
                                                                         : list.column_digests[index].hex();
@@ -56,31 +64,18 @@ nlohmann::json entry_json(const imarot::ParsedList& list, size_t index) {
   return out;
 }
 
+void run_log_from_daemon(const LogOptions& options);
+
 void run_log(const LogOptions& options) {
+  if (options.input.empty()) {
+    run_log_from_daemon(options);
+    return;
+  }
+  if (options.follow) fail(kExitUsage, "--follow reads from the running daemon; it cannot be used with --input");
   imarot::HashAlgo column = parse_algo_option("--column-bank", options.column_bank);
   imarot::ParsedList list = load_list(options.input, column, /*keep_prefix=*/true);
   size_t first = options.from == 0 ? 0 : options.from - 1;
-
-  if (options.format == "ascii") {
-    std::string out;
-    for (size_t i = first; i < list.entries.size(); ++i) {
-      const imarot::Digest* listed = column == imarot::HashAlgo::sha1 ? nullptr : &list.column_digests[i];
-      imarot::append_ascii_line(out, list.entries[i], listed);
-    }
-    std::cout << out;
-  } else if (options.format == "binary") {
-    imarot::Bytes out;
-    for (size_t i = first; i < list.entries.size(); ++i) {
-      const imarot::Digest* listed = column == imarot::HashAlgo::sha1 ? nullptr : &list.column_digests[i];
-      imarot::append_binary_record(out, list.entries[i], listed);
-    }
-    std::cout.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
-  } else {
-    nlohmann::json entries = nlohmann::json::array();
-    for (size_t i = first; i < list.entries.size(); ++i) entries.push_back(entry_json(list, i));
-    std::cout << entries.dump(2) << '\n';
-  }
-  std::cout.flush();
+  print_entries(list, first, options.format, 0, false);
 
   if (list.error) {
     fail(kExitUsage, fmt::format("{}: {}; the {} entries before it were printed", options.input,
@@ -88,19 +83,96 @@ void run_log(const LogOptions& options) {
   }
 }
 
+// Reads the list from imarotd: the whole list through Export when it is
+// printed from the start in ascii or binary, else ReadEntries pages. With
+// --follow, the subscription to EntriesCommitted comes first, so that no
+// entry committed meanwhile is missed.
+void run_log_from_daemon(const LogOptions& options) {
+  if (options.column_bank != "sha1") {
+    fail(kExitUsage, "--column-bank applies to --input files; the daemon's list has the sha1 column");
+  }
+  DaemonClient client(options.bus);
+  if (options.follow) client.subscribe_entries_committed();
+
+  uint64_t printed = 0;
+  uint64_t first = options.from - 1;
+  if (options.format != "json" && first == 0) {
+    auto [fd, count] = client.export_list(options.format);
+    copy_fd_to_stdout(fd);
+    ::close(fd);
+    printed = count;
+  } else {
+    uint64_t count = client.status().entries;
+    if (first > count) {
+      fail(kExitUsage, fmt::format("--from {}: the list has {} entries", options.from, count));
+    }
+    imarot::ParsedList list;
+    list.entries = client.read_range(first, count);
+    print_entries(list, 0, options.format, first, options.follow);
+    printed = first + list.entries.size();
+  }
+  std::cout.flush();
+  if (!options.follow) return;
+
+  client.wait_entries_committed([&](uint64_t count) {
+    if (count <= printed) return true;
+    imarot::ParsedList list;
+    list.entries = client.read_range(printed, count);
+    print_entries(list, 0, options.format, printed, true);
+    std::cout.flush();
+    printed += list.entries.size();
+    return true;
+  });
+}
+
 }  // namespace
+
+void print_entries(const imarot::ParsedList& list, size_t first, const std::string& format, size_t base,
+                   bool json_lines) {
+  imarot::HashAlgo column = list.column_algo;
+  if (format == "ascii") {
+    std::string out;
+    for (size_t i = first; i < list.entries.size(); ++i) {
+      const imarot::Digest* listed = column == imarot::HashAlgo::sha1 ? nullptr : &list.column_digests[i];
+      imarot::append_ascii_line(out, list.entries[i], listed);
+    }
+    std::cout << out;
+  } else if (format == "binary") {
+    imarot::Bytes out;
+    for (size_t i = first; i < list.entries.size(); ++i) {
+      const imarot::Digest* listed = column == imarot::HashAlgo::sha1 ? nullptr : &list.column_digests[i];
+      imarot::append_binary_record(out, list.entries[i], listed);
+    }
+    std::cout.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  } else if (json_lines) {
+    std::string out;
+    for (size_t i = first; i < list.entries.size(); ++i) {
+      out += entry_json(list, i, base).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+    }
+    std::cout << out;
+  } else {
+    nlohmann::json entries = nlohmann::json::array();
+    for (size_t i = first; i < list.entries.size(); ++i) entries.push_back(entry_json(list, i, base));
+    std::cout << entries.dump(2) << '\n';
+  }
+  std::cout.flush();
+}
 
 void add_log_command(CLI::App& app) {
   auto options = std::make_shared<LogOptions>();
-  CLI::App* log = app.add_subcommand("log", "Print a measurement list");
-  log->add_option("--input,-i", options->input, "Binary measurement list to read ('-' for standard input)")
-      ->required();
+  CLI::App* log = app.add_subcommand("log", "Print a measurement list: a file, or the running daemon's list");
+  log->add_option("--input,-i", options->input,
+                  "Binary measurement list to read ('-' for standard input); without it the list comes from imarotd "
+                  "over D-Bus");
   log->add_option("--format,-f", options->format, "Output format: ascii (as the kernel's ascii list), binary or json")
       ->check(CLI::IsMember({"ascii", "binary", "json"}));
   log->add_option("--column-bank", options->column_bank,
                   "Algorithm of the input's template-digest column: sha1 for binary_runtime_measurements, the bank "
                   "for binary_runtime_measurements_<bank>");
   log->add_option("--from", options->from, "First entry to print, counting from 1")->check(CLI::PositiveNumber);
+  add_bus_option(log, options->bus);
+  log->add_flag("--follow", options->follow,
+                "Keep printing entries as imarotd commits them, until interrupted; JSON is then one object per line");
   log->callback([options] { run_log(*options); });
 }
 

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "daemon_client.h"
 #include "rotctl.h"
 
 namespace rotctl {
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
 
   rotctl::add_log_command(app);
   rotctl::add_verify_command(app);
+  rotctl::add_registers_commands(app);
+  rotctl::add_policy_command(app);
+  rotctl::add_status_command(app);
 
   try {
     app.parse(argc, argv);

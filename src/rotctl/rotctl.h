@@ -38,5 +38,7 @@ imarot::ParsedList load_list(const std::string& path, imarot::HashAlgo column_al
 
 void add_log_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
+void add_registers_commands(CLI::App& app);
+void add_policy_command(CLI::App& app);
 
 }  // namespace rotctl

@@ -1,10 +1,12 @@
-// rotctl verify: replay a measurement list against reference register values.
+// rotctl verify: replay a measurement list against reference register values,
+// or the running daemon's list against its backends' registers.
 #include <iostream>
 #include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon_client.h"
 #include "imarot/replay.h"
 #include "rotctl.h"
 
@@ -19,6 +21,8 @@ struct VerifyCommandOptions {
   std::string column_bank = "sha1";
   bool allow_trailing = false;
   bool json = false;
+  std::string bus = "system";
+  std::string backend;  // live mode: only this backend of the daemon
 };
 
 // Reads every --pcrs argument, "FILE" or "ALG,FILE", into one set of values.
@@ -65,7 +69,7 @@ void print_human(const imarot::VerifyReport& report) {
   }
 }
 
-void print_json(const imarot::VerifyReport& report) {
+nlohmann::json report_json(const imarot::VerifyReport& report) {
   nlohmann::json out;
   out["ok"] = report.ok();
   out["entries"] = report.entries;
@@ -91,10 +95,105 @@ void print_json(const imarot::VerifyReport& report) {
   };
   out["failures"] = findings(report.failures);
   out["warnings"] = findings(report.warnings);
-  std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  return out;
+}
+
+void print_json(const imarot::VerifyReport& report) {
+  std::cout << report_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+// Reads the values a live check compares with: the backend's register in
+// every bank, keyed by the register that the list's entries name. For the
+// first backend of a TPM it also reads PCR 0-9 (0-7 in sha1) for the
+// boot_aggregate check.
+imarot::RegisterValues read_live_reference(DaemonClient& client, const RemoteBackend& backend, uint32_t list_register,
+                                           bool boot_pcrs, const std::optional<std::set<imarot::HashAlgo>>& only) {
+  imarot::RegisterValues reference;
+  for (const std::string& name : backend.banks) {
+    auto bank = imarot::hash_algo_from_name(name);
+    if (!bank || (only && only->count(*bank) == 0)) continue;
+    std::vector<uint32_t> registers = {backend.register_index};
+    if (boot_pcrs) {
+      for (uint32_t i = 0; i < imarot::boot_aggregate_pcr_count(*bank); ++i) {
+        if (i != backend.register_index) registers.push_back(i);
+      }
+    }
+    auto values = client.read_registers(backend.id, *bank, registers);
+    if (!values) continue;  // an unallocated bank has nothing to check
+    for (const auto& [index, value] : *values) {
+      uint32_t key = index == backend.register_index ? list_register : index;
+      reference[imarot::RegisterId{key, *bank}] = value;
+    }
+  }
+  return reference;
+}
+
+// Registers are read before the list, so that the list contains at least
+// the entries in them. Entries committed between the two reads show up as
+// unverified trailing entries, not as failures.
+void run_verify_live(const VerifyCommandOptions& options) {
+  if (options.column_bank != "sha1") fail(kExitUsage, "--column-bank applies to --input files");
+  DaemonClient client(options.bus);
+  DaemonStatus status = client.status();
+  if (status.backends.empty()) fail(kExitUsage, "imarotd has no backends whose registers could be checked");
+
+  imarot::VerifyOptions verify_options;
+  verify_options.pcr = options.pcr;
+  verify_options.allow_trailing = true;
+  if (!options.banks.empty()) {
+    verify_options.banks.emplace();
+    for (const auto& bank : options.banks) verify_options.banks->insert(parse_algo_option("--bank", bank));
+  }
+
+  uint32_t list_register = status.backends.front().register_index;
+  std::vector<RemoteBackend> backends = status.backends;
+  if (!options.backend.empty()) backends = {find_remote_backend(status, options.backend, "")};
+  std::vector<imarot::RegisterValues> references;
+  for (const RemoteBackend& backend : backends) {
+    bool primary_tpm = backend.id == status.backends.front().id && backend.register_kind == "PCR" &&
+                       backend.register_count >= 10;
+    references.push_back(read_live_reference(client, backend, list_register, primary_tpm, verify_options.banks));
+  }
+  imarot::ParsedList list = daemon_list(client);
+
+  bool ok = true;
+  nlohmann::json json_backends = nlohmann::json::array();
+  for (size_t i = 0; i < backends.size(); ++i) {
+    const RemoteBackend& backend = backends[i];
+    imarot::VerifyReport report = imarot::verify_list(list, references[i], verify_options);
+    ok = ok && report.ok();
+    if (options.json) {
+      nlohmann::json item = report_json(report);
+      item["backend"] = backend.id;
+      item["register_kind"] = backend.register_kind;
+      item["register"] = backend.register_index;
+      item["state"] = backend.state;
+      json_backends.push_back(std::move(item));
+    } else {
+      std::cout << fmt::format("backend {} ({} {}, {}):\n", backend.id, backend.register_kind, backend.register_index,
+                               backend.state);
+      print_human(report);
+    }
+  }
+  if (options.json) {
+    nlohmann::json out;
+    out["ok"] = ok;
+    out["entries"] = list.entries.size();
+    out["backends"] = std::move(json_backends);
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  }
+  std::cout.flush();
+  if (!ok) throw CLI::RuntimeError(kExitCheckFailed);
 }
 
 void run_verify(const VerifyCommandOptions& options) {
+  if (options.input.empty()) {
+    if (!options.pcr_files.empty()) fail(kExitUsage, "--pcrs needs --input: live checks read the daemon's registers");
+    run_verify_live(options);
+    return;
+  }
+  if (options.pcr_files.empty()) fail(kExitUsage, "--input needs --pcrs with the reference register values");
+  if (!options.backend.empty()) fail(kExitUsage, "--backend applies to live checks, without --input");
   imarot::HashAlgo column = parse_algo_option("--column-bank", options.column_bank);
   imarot::RegisterValues reference = load_reference(options);
   imarot::ParsedList list = load_list(options.input, column);
@@ -121,13 +220,14 @@ void run_verify(const VerifyCommandOptions& options) {
 
 void add_verify_command(CLI::App& app) {
   auto options = std::make_shared<VerifyCommandOptions>();
-  CLI::App* verify = app.add_subcommand("verify", "Replay a measurement list against register values");
-  verify->add_option("--input,-i", options->input, "Binary measurement list to verify ('-' for standard input)")
-      ->required();
+  CLI::App* verify = app.add_subcommand(
+      "verify", "Replay a measurement list against register values; without --input, the running imarotd's list "
+                "against the registers of each of its backends, per bank");
+  verify->add_option("--input,-i", options->input,
+                     "Binary measurement list to verify ('-' for standard input); needs --pcrs");
   verify->add_option("--pcrs", options->pcr_files,
                      "Reference register values: [ALG,]FILE with 'PCR-NN: HEX' lines (evmctl's format; the bank is "
-                     "ALG or --bank) or 'BANK:INDEX:HEX' lines; repeatable")
-      ->required();
+                     "ALG or --bank) or 'BANK:INDEX:HEX' lines; repeatable");
   verify->add_option("--bank", options->banks, "Check only this bank (sha1, sha256, ...); repeatable");
   verify->add_option("--pcr", options->pcr, "Check only this register index");
   verify->add_option("--column-bank", options->column_bank,
@@ -136,6 +236,8 @@ void add_verify_command(CLI::App& app) {
                    "Accept registers that match an earlier entry, as when they were read while entries were still "
                    "being extended; later entries are reported as unverified");
   verify->add_flag("--json", options->json, "Print the report as JSON");
+  add_bus_option(verify, options->bus);
+  verify->add_option("--backend", options->backend, "Live check of only this backend id of imarotd");
   verify->callback([options] { run_verify(*options); });
 }
 

@@ -102,10 +102,11 @@ class FanotifyExt4 : public ::testing::Test {
   // Starts a source on the test filesystem; nullptr (with a test failure)
   // when it cannot start.
   static std::unique_ptr<FanotifySource> start(RecordingSink& sink, bool measure_before_use = false,
-                                               std::vector<pid_t> ignored = {}) {
+                                               std::vector<pid_t> ignored = {}, bool notifications = false) {
     FanotifyOptions options;
     options.mount_points = {fs_->mount_point};
     options.measure_before_use = measure_before_use;
+    options.notification_events = notifications;
     options.ignored_pids = std::move(ignored);
     auto source = std::make_unique<FanotifySource>(options);
     auto started = source->start(sink);
@@ -380,7 +381,7 @@ TEST_F(FanotifyExt4, WriteWithNotificationEventsSeesOnlyTheClose) {
   std::string file = path("notified-write.log");
   ASSERT_TRUE(write_text(file, "old\n"));
   RecordingSink sink;
-  auto source = start(sink);
+  auto source = start(sink, /*measure_before_use=*/false, {}, /*notifications=*/true);
   ASSERT_NE(source, nullptr);
 
   pid_t pid = spawn([&] {
@@ -569,8 +570,9 @@ TEST_F(FanotifyExt4, BinaryUnlinkedAfterStartIsDeleted) {
   std::string content = read_text(victim);
   std::string remove = "/bin/rm -f '" + victim + "'";
 
+  // Notification events, so the file can change before its event is read.
   RecordingSink sink;
-  auto source = start(sink);
+  auto source = start(sink, /*measure_before_use=*/false, {}, /*notifications=*/true);
   ASSERT_NE(source, nullptr);
   hold_reader(sink, gate);
 
@@ -629,8 +631,9 @@ TEST_F(FanotifyExt4, UnlinkedNameOfHardLinkedFileIsDeleted) {
   ::unlink(other.c_str());
   ASSERT_EQ(::link(app.c_str(), other.c_str()), 0);
 
+  // Notification events, so the file can change before its event is read.
   RecordingSink sink;
-  auto source = start(sink);
+  auto source = start(sink, /*measure_before_use=*/false, {}, /*notifications=*/true);
   ASSERT_NE(source, nullptr);
   hold_reader(sink, gate);
   pid_t pid = spawn([&] { return exec_path(app.c_str()); });
@@ -828,7 +831,7 @@ TEST_F(FanotifyExt4, NotificationReportsDynamicLinkerAsBprmCheck) {
   DynamicLinkerOnTestFs dynamic(fs_->mount_point);
   ASSERT_TRUE(dynamic.error.empty()) << dynamic.error;
   RecordingSink sink;
-  auto source = start(sink);
+  auto source = start(sink, /*measure_before_use=*/false, {}, /*notifications=*/true);
   ASSERT_NE(source, nullptr);
 
   pid_t pid = spawn([&] { return exec_path(dynamic.program.c_str()); });

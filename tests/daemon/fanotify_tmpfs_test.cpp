@@ -66,8 +66,11 @@ TEST_F(FanotifyTmpfs, QueueOverflowBecomesLostEvent) {
   // The sink drops descriptors, so thousands of events hold none.
   RecordingSink sink(/*hold_completions=*/false, /*keep_fds=*/false);
   sink.block_when([&](const FileEvent& e) { return e.path == gate; });
+  // Notification events: with permission events every opener would wait
+  // for the held reader, and the queue could not fill.
   FanotifyOptions options;
   options.mount_points = {fs_->mount_point};
+  options.notification_events = true;
   FanotifySource source(options);
   auto started = source.start(sink);
   ASSERT_TRUE(started) << started.error().message;

@@ -74,6 +74,7 @@ class DaemonSystem : public ::testing::Test {
         {"template", "ima-sig"},
         {"hash_threads", 2},
         {"backends", {{{"name", "tpm2"}, {"register", kPcr}, {"config", {{"tcti", swtpm_->tcti()}}}}}},
+        {"dbus", "none"},  // a test never joins the machine's system bus
     };
     for (const auto& [key, value] : extra.items()) config[key] = value;
     write_text_file(dir_.file("imarotd.json"), config.dump(2));

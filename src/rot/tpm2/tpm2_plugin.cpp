@@ -186,6 +186,8 @@ constexpr imarot_rot_ops kOps = {
     .boot_aggregate = tpm2_boot_aggregate,
     .close = tpm2_close,
     .read_registers = tpm2_read_registers,
+    // PCRs are known by their numbers; rotctl prints them as tpm2_pcrread does.
+    .describe_register = nullptr,
 };
 
 }  // namespace
