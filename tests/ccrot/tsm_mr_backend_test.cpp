@@ -196,6 +196,17 @@ TEST_F(TdxOnTsmMr, BootAggregateSkipsZeroRegisters) {
   EXPECT_EQ(aggregate->digest, *hash_bytes(HashAlgo::sha384, input));
 }
 
+TEST_F(TdxOnTsmMr, RotctlBootAggregateIsSha384) {
+  auto backend = load("tsm-mr", preset_config());
+  auto aggregate = backend->boot_aggregate(HashAlgo::sha384);
+  ASSERT_TRUE(aggregate) << aggregate.error().message;
+
+  CommandResult result = rotctl({"boot-aggregate", "--backend", "tdx", "--config",
+                                 nlohmann::json{{"path", mount()->path()}}.dump(), "--plugin-dir", plugin_dir()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, fmt::format("sha384:{}\n", aggregate->digest.hex()));
+}
+
 TEST_F(TdxOnTsmMr, RotctlRegistersShowsNamesAndValues) {
   CommandResult result = rotctl({"registers", "--backend", "tsm-mr", "--config", preset_config().dump(),
                                  "--plugin-dir", plugin_dir()});

@@ -1,7 +1,7 @@
 #include "cc_backend.h"
 
 #include <algorithm>
-#include <map>
+#include <cctype>
 #include <set>
 
 #include <fmt/format.h>

@@ -2,7 +2,7 @@
 
 #include <sys/stat.h>
 
-#include <map>
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
