@@ -18,11 +18,13 @@ struct Error {
   int code = 0;
 };
 
-template <typename T>
+// A value of type T or an error of type E (Error unless a layer has a
+// richer error type, as the RoT layer's RotError).
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
   Result(T value) : storage_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Error error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return storage_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -39,7 +41,7 @@ class [[nodiscard]] Result {
     assert(has_value());
     return std::get<0>(std::move(storage_));
   }
-  const Error& error() const {
+  const E& error() const {
     assert(!has_value());
     return std::get<1>(storage_);
   }
@@ -51,28 +53,28 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
-  std::variant<T, Error> storage_;
+  std::variant<T, E> storage_;
 };
 
 // Success without a value.
 struct Ok {};
 
-template <>
-class [[nodiscard]] Result<void> {
+template <typename E>
+class [[nodiscard]] Result<void, E> {
  public:
   Result() = default;
   Result(Ok) {}  // NOLINT(google-explicit-constructor)
-  Result(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : error_(std::move(error)), failed_(true) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return !failed_; }
   explicit operator bool() const { return has_value(); }
-  const Error& error() const {
+  const E& error() const {
     assert(failed_);
     return error_;
   }
 
  private:
-  Error error_;
+  E error_;
   bool failed_ = false;
 };
 

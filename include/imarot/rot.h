@@ -47,61 +47,9 @@ struct RotError {
   Error to_error() const { return Error{message, native_code}; }
 };
 
-// A value or a RotError; the same surface as imarot::Result.
+// A value or a RotError.
 template <typename T>
-class [[nodiscard]] RotResult {
- public:
-  RotResult(T value) : storage_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  RotResult(RotError error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
-
-  bool has_value() const { return storage_.index() == 0; }
-  explicit operator bool() const { return has_value(); }
-
-  T& value() & {
-    assert(has_value());
-    return std::get<0>(storage_);
-  }
-  const T& value() const& {
-    assert(has_value());
-    return std::get<0>(storage_);
-  }
-  T&& value() && {
-    assert(has_value());
-    return std::get<0>(std::move(storage_));
-  }
-  const RotError& error() const {
-    assert(!has_value());
-    return std::get<1>(storage_);
-  }
-
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T&& operator*() && { return std::move(*this).value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-
- private:
-  std::variant<T, RotError> storage_;
-};
-
-template <>
-class [[nodiscard]] RotResult<void> {
- public:
-  RotResult() = default;
-  RotResult(Ok) {}                                                          // NOLINT(google-explicit-constructor)
-  RotResult(RotError error) : error_(std::move(error)), failed_(true) {}  // NOLINT(google-explicit-constructor)
-
-  bool has_value() const { return !failed_; }
-  explicit operator bool() const { return has_value(); }
-  const RotError& error() const {
-    assert(failed_);
-    return error_;
-  }
-
- private:
-  RotError error_;
-  bool failed_ = false;
-};
+using RotResult = Result<T, RotError>;
 
 struct Bank {
   HashAlgo algo = HashAlgo::sha256;
