@@ -116,6 +116,9 @@ echo "changed" >> "$work/hello.sh"
 show cat "$work/hello.sh"
 sleep 1
 
+echo
+echo "== rotctl through the daemon; each rotctl run is itself executed and measured, so the"
+echo "   entry count and the PCR move on between the commands below"
 show "$rotctl" status --bus "$bus"
 echo
 echo "\$ $rotctl log --bus $bus | grep -e boot_aggregate -e $work -e os-release"

@@ -149,6 +149,11 @@ int run_daemon(const DaemonConfig& config) {
     spdlog::error("{}", rot.error().message);
     return 1;
   }
+  if (config.backends.empty()) {
+    spdlog::warn("no backends configured in {}: the list is kept, but no entry is extended into a root of trust and "
+                 "boot_aggregate is zeros; add a \"backends\" entry such as {{\"name\": \"tpm2\"}}",
+                 config.source_path);
+  }
   if (auto checked = check_policy_registers(**policy, (*rot)->default_register()); !checked) {
     spdlog::error("{}", checked.error().message);
     return 1;

@@ -7,7 +7,12 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <algorithm>
+#include <vector>
+
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
@@ -63,6 +68,17 @@ int main(int argc, char** argv) {
     if (!policy) {
       spdlog::error("{}", policy.error().message);
       return 2;
+    }
+    // The plugins are not opened here, because opening one opens its
+    // device; their names are checked against the plugin directory.
+    std::vector<std::string> available = imarot::rot::list_plugins(config->plugin_directory);
+    for (size_t i = 0; i < config->backends.size(); ++i) {
+      const std::string& name = config->backends[i].name;
+      if (std::find(available.begin(), available.end(), name) == available.end()) {
+        spdlog::error("{}: backends[{}]: no RoT plugin named '{}' in '{}'; available: {}", config_path, i, name,
+                      config->plugin_directory, available.empty() ? "none" : fmt::format("{}", fmt::join(available, ", ")));
+        return 2;
+      }
     }
     std::printf("%s: configuration valid; policy %s has %zu rules\n", config_path.c_str(), (*policy)->source.c_str(),
                 (*policy)->rules.size());

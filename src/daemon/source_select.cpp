@@ -52,10 +52,16 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
   if (config.event_source == EventSourceChoice::fanotify) {
     choice.reason = "selected in the configuration";
   } else {
+    // NOTE: the eBPF LSM source is not built yet, so auto always ends on
+    // fanotify; the reason says what a later build would find.
     std::string lsm = read_text("/sys/kernel/security/lsm");
-    choice.reason = lsm.find("bpf") == std::string::npos
-                        ? "the BPF LSM is not active (not in /sys/kernel/security/lsm)"
-                        : "this imarotd was built without the eBPF LSM source";
+    if (lsm.empty()) {
+      choice.reason = "/sys/kernel/security/lsm is not readable, so the BPF LSM cannot be confirmed";
+    } else if (lsm.find("bpf") == std::string::npos) {
+      choice.reason = "the BPF LSM is not active (not in /sys/kernel/security/lsm)";
+    } else {
+      choice.reason = "this imarotd was built without the eBPF LSM source";
+    }
   }
 
   FanotifyOptions options;

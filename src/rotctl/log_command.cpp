@@ -169,7 +169,15 @@ void add_log_command(CLI::App& app) {
   log->add_option("--column-bank", options->column_bank,
                   "Algorithm of the input's template-digest column: sha1 for binary_runtime_measurements, the bank "
                   "for binary_runtime_measurements_<bank>");
-  log->add_option("--from", options->from, "First entry to print, counting from 1")->check(CLI::PositiveNumber);
+  log->add_option("--from", options->from, "First entry to print, counting from 1")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            return value.find_first_not_of("0123456789") == std::string::npos && value.find_first_not_of('0') !=
+                                                                                       std::string::npos
+                       ? std::string()
+                       : "must be an entry number of 1 or more (entries count from 1), not '" + value + "'";
+          },
+          "NUMBER>=1"));
   add_bus_option(log, options->bus);
   log->add_flag("--follow", options->follow,
                 "Keep printing entries as imarotd commits them, until interrupted; JSON is then one object per line");

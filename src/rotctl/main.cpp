@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "daemon_client.h"
 #include "rotctl.h"
@@ -70,6 +73,15 @@ int main(int argc, char** argv) {
   rotctl::add_registers_commands(app);
   rotctl::add_policy_command(app);
   rotctl::add_status_command(app);
+
+  // CLI11 reports a mistyped command as "A subcommand is required"; name it.
+  std::vector<std::string> names;
+  for (const CLI::App* command : app.get_subcommands({})) names.push_back(command->get_name());
+  if (argc > 1 && argv[1][0] != '-' && std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+    std::cerr << "rotctl: unknown command '" << argv[1] << "'; commands: " << fmt::format("{}", fmt::join(names, ", "))
+              << "\n";
+    return rotctl::kExitUsage;
+  }
 
   try {
     app.parse(argc, argv);

@@ -196,6 +196,9 @@ void run_verify(const VerifyCommandOptions& options) {
   if (!options.backend.empty()) fail(kExitUsage, "--backend applies to live checks, without --input");
   imarot::HashAlgo column = parse_algo_option("--column-bank", options.column_bank);
   imarot::RegisterValues reference = load_reference(options);
+  if (reference.empty()) {
+    fail(kExitUsage, "the --pcrs files contain no register values; expected 'PCR-NN: HEX' or 'BANK:INDEX:HEX' lines");
+  }
   imarot::ParsedList list = load_list(options.input, column);
 
   imarot::VerifyOptions verify_options;

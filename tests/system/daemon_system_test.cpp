@@ -53,7 +53,7 @@ class DaemonSystem : public ::testing::Test {
 
     fs_ = dir_.file("fs");
     ::mkdir(fs_.c_str(), 0755);
-    ASSERT_EQ(::mount("imarotd-system-test", fs_.c_str(), "tmpfs", 0, "size=64m"), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount("imarotd-system-test", fs_.c_str(), "tmpfs", 0, "size=512m"), 0) << std::strerror(errno);
     mounted_ = true;
   }
 
@@ -338,8 +338,12 @@ TEST_F(DaemonSystem, KillNineHundredTimes) {
 TEST_F(DaemonSystem, BurstLargerThanQueue) {
   write_config({{"queue_size", 2}, {"hash_threads", 1}});
   std::vector<std::string> paths;
-  for (int i = 0; i < 300; ++i) paths.push_back(file("burst" + std::to_string(i), std::string(65536, 'x') +
-                                                                                     std::to_string(i)));
+  // 1 MiB each: one hash thread takes far longer per file than an open
+  // takes to queue the next event, so the two-slot queue overflows even
+  // when the machine is busy.
+  for (int i = 0; i < 200; ++i) {
+    paths.push_back(file("burst" + std::to_string(i), std::string(1 << 20, 'x') + std::to_string(i)));
+  }
   start_daemon();
   for (const auto& path : paths) {
     int fd = ::open(path.c_str(), O_RDONLY);
