@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# imarotd's main job, for real: build, start a software TPM (swtpm) and a
-# private D-Bus bus, run imarotd with the default policy on this machine's
-# filesystems, execute and read some files, and show what rotctl reports:
-# status, the measurement list, the PCR and the verification of the list
-# against it. Finally evmctl checks the list independently. Needs root.
+# imarotd's main job, for real. The script builds, starts a software TPM
+# (swtpm) and a private D-Bus bus, and runs imarotd with the default policy on
+# this machine's filesystems. It then executes and reads some files and shows
+# what rotctl reports: status, the measurement list, the PCR and the
+# verification of the list against it. Finally evmctl checks the list
+# independently. Needs root.
 #
 # Usage: sudo scripts/demo.sh
 # Everything it starts is stopped at the end; the list and logs stay in the

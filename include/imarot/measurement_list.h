@@ -94,7 +94,7 @@ struct ParsedList {
 
 // Parses a binary list written by the kernel or by imarotd. Parsing stops at
 // the first malformed record. `entries` contains the records before it, and
-// `error` says what is wrong, at which byte offset and in which entry.
+// `error` states what is wrong, at which byte offset and in which entry.
 ParsedList parse_binary_list(ByteView data, const ParseOptions& options = {});
 
 std::string format_parse_error(const ParseError& error);

@@ -32,8 +32,8 @@ enum imarot_rot_status {
   IMAROT_ROT_ERR_RETRY = 2,       /* transient (device busy, TPM_RC_RETRY); try again later */
   IMAROT_ROT_ERR_UNAVAILABLE = 3, /* device gone or not reachable */
   IMAROT_ROT_ERR_READ_ONLY = 4,   /* the register or the whole backend cannot be extended */
-  IMAROT_ROT_ERR_UNALLOCATED = 5, /* the bank exists in the algorithm list but holds no values */
-  IMAROT_ROT_ERR_FAILED = 6,      /* any other failure; the message says which */
+  IMAROT_ROT_ERR_UNALLOCATED = 5, /* the bank exists in the algorithm list but contains no values */
+  IMAROT_ROT_ERR_FAILED = 6,      /* any other failure, which the message names */
 };
 
 struct imarot_rot_error {
@@ -104,7 +104,7 @@ struct imarot_rot_ops {
 
   /* Extends `reg` in every bank at once: digests[i] is the value for bank i
    * of the description, in its algorithm. Either all banks are extended or,
-   * on error, the plugin reports which state it left (the message says). */
+   * on error, the plugin reports which state it left (the message states it). */
   int (*extend)(void* handle, uint32_t reg, const struct imarot_rot_digest* digests, size_t count,
                 struct imarot_rot_error* error);
 

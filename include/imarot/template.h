@@ -38,7 +38,7 @@ std::optional<FieldId> field_id_from_name(std::string_view name);
 
 // Maximum number of fields in a template (IMA_TEMPLATE_NUM_FIELDS_MAX).
 inline constexpr size_t kMaxTemplateFields = 15;
-// Longest name the legacy `n` field keeps (IMA_EVENT_NAME_LEN_MAX).
+// Maximum name length of the legacy `n` field (IMA_EVENT_NAME_LEN_MAX).
 inline constexpr size_t kLegacyNameMax = 255;
 
 struct TemplateDescriptor {

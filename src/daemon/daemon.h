@@ -20,7 +20,7 @@ namespace imarotd {
 imarot::Result<std::shared_ptr<imarot::Policy>> load_configured_policy(const DaemonConfig& config);
 
 // Chooses the event source: the eBPF LSM where the kernel has it active and
-// the programs load, else fanotify. `reason` says why the choice was made.
+// the programs load, else fanotify. `reason` explains the choice.
 struct SourceChoice {
   std::unique_ptr<EventSource> source;
   std::string reason;

@@ -93,7 +93,7 @@ enum class EventKind : uint8_t {
   write_open,   // the file was opened for writing (for open-writers/ToMToU)
   write_close,  // a writer closed it
   read_close,   // a reader closed it
-  lost,         // the source dropped events; `lost_count` says how many
+  lost,         // the source dropped events, `lost_count` of them
 };
 
 struct FileEvent {
@@ -122,8 +122,8 @@ struct FileEvent {
 };
 
 // Receives events from a source. Implementations must be thread-safe where
-// the source says it calls from several threads; the sources here call from
-// one thread each.
+// the source calls from several threads. The sources here call from one
+// thread each.
 class EventSink {
  public:
   virtual ~EventSink() = default;

@@ -150,7 +150,7 @@ imarot::Result<std::unique_ptr<RotTarget>> RotTarget::open(const std::vector<Bac
       if (!extended) return extended.error();
       ++result.re_extended;
     }
-    result.message = fmt::format("backend '{}': {} {} holds {} of {} list entries; extended the other {}", id,
+    result.message = fmt::format("backend '{}': {} {} contains {} of {} list entries; extended the other {}", id,
                                  description.register_kind, reg, result.already_extended, members.size(),
                                  result.re_extended);
     spdlog::info("{}", result.message);

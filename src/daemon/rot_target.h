@@ -26,7 +26,7 @@ struct Reconciliation {
   std::string backend_id;
   uint32_t register_index = 0;
   size_t list_entries = 0;     // entries of the list that extend this register
-  size_t already_extended = 0; // the prefix the register holds
+  size_t already_extended = 0; // the prefix the register contains
   size_t re_extended = 0;      // entries appended but not extended before the restart
   bool diverged = false;       // the register matches no prefix of the list
   std::string message;
@@ -59,7 +59,7 @@ class RotTarget : public CommitTarget {
   void pump();
   std::vector<imarot::rot::BackendStatus> status() const;
 
-  // What each configured backend reported when it was opened, in config
+  // Descriptions of the configured backends as they were opened, in config
   // order, refused ones included.
   struct BackendDescription {
     std::string id;

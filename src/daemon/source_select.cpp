@@ -53,7 +53,7 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
     choice.reason = "selected in the configuration";
   } else {
     // NOTE: the eBPF LSM source is not built yet, so auto always ends on
-    // fanotify; the reason says what a later build would find.
+    // fanotify. The reason states what a later build would find.
     std::string lsm = read_text("/sys/kernel/security/lsm");
     if (lsm.empty()) {
       choice.reason = "/sys/kernel/security/lsm is not readable, so the BPF LSM cannot be confirmed";

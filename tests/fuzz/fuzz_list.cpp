@@ -1,5 +1,5 @@
-// Fuzzes the binary list parser: any input either parses or yields an error
-// with an offset inside the input; a list that parses serializes back to the
+// Fuzzes the binary list parser. Any input either parses or yields an error
+// with an offset inside the input. A list that parses serializes back to the
 // same bytes and prints as ascii without fault.
 #include <cstdint>
 #include <cstdlib>

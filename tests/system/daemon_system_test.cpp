@@ -102,8 +102,8 @@ class DaemonSystem : public ::testing::Test {
     int status = 0;
     ASSERT_EQ(::waitpid(daemon_, &status, 0), daemon_);
     daemon_ = -1;
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "exit status " << status << "\n" << read_text_file(dir_.file("daemon.log"));
+    ASSERT_TRUE(WIFEXITED(status)) << "exit status " << status << "\n" << read_text_file(dir_.file("daemon.log"));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << read_text_file(dir_.file("daemon.log"));
   }
 
   nlohmann::json status() { return nlohmann::json::parse(read_text_file(dir_.file("run/status.json"))); }

@@ -199,7 +199,7 @@ TEST(Parser, UnknownTemplateAndMalformedFields) {
 
 // Flips every bit of the kernel's list, one at a time. Each copy must fail
 // to parse or fail verification, and the failure must name the entry that
-// holds the flipped bit. The one exception is the name of a violation
+// contains the flipped bit. The one exception is the name of a violation
 // entry: the kernel hashes nothing for a violation, so no verifier can
 // notice a changed name there.
 TEST(Tamper, EveryFlippedBitIsCaughtAtItsEntry) {

@@ -122,7 +122,7 @@ TEST(LegacyIma, LongNameFallsBackToFinalComponent) {
   EXPECT_EQ(decode_fields(ng)->name, "/" + std::string(300, 'a') + "/final_name");
 }
 
-TEST(LegacyIma, ShaTwoFiftySixFileUsesSeparateSha1Digest) {
+TEST(LegacyIma, Sha256FileGetsSha1Digest) {
   TemplateInput input = true_input();
   input.legacy_digest = digest_from_hex(kEmptySha1);
   Entry entry = *make_entry(10, *find_builtin_template("ima"), input);

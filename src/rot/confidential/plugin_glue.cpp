@@ -1,5 +1,7 @@
 #include "plugin_glue.h"
 
+#include "imarot/rot_plugin_errors.h"
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -10,25 +12,9 @@
 namespace imarot::cc {
 namespace {
 
-int report(const RotError& error, imarot_rot_error* out) {
-  if (out != nullptr) {
-    out->native_code = error.native_code;
-    std::snprintf(out->message, sizeof out->message, "%s", error.message.c_str());
-  }
-  return static_cast<int>(error.status);
-}
+int report(const RotError& error, imarot_rot_error* out) { return rot::report_plugin_error(error, out); }
 
-int report_exception(imarot_rot_error* out) {
-  try {
-    throw;
-  } catch (const std::bad_alloc&) {
-    return report(failed_error("out of memory"), out);
-  } catch (const std::exception& e) {
-    return report(failed_error(fmt::format("internal error: {}", e.what())), out);
-  } catch (...) {
-    return report(failed_error("internal error: unknown exception"), out);
-  }
-}
+int report_exception(imarot_rot_error* out) { return rot::report_plugin_exception(out); }
 
 Backend& backend_of(void* handle) { return *static_cast<Backend*>(handle); }
 

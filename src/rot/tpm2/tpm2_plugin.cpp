@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "imarot/rot_plugin_errors.h"
 #include "imarot/rot_plugin.h"
 #include "tpm2_config.h"
 #include "tpm2_device.h"
@@ -25,25 +26,9 @@ struct Handle {
   std::unique_ptr<Device> device;
 };
 
-int report(const RotError& error, imarot_rot_error* out) {
-  if (out != nullptr) {
-    out->native_code = error.native_code;
-    std::snprintf(out->message, sizeof out->message, "%s", error.message.c_str());
-  }
-  return static_cast<int>(error.status);
-}
+int report(const RotError& error, imarot_rot_error* out) { return rot::report_plugin_error(error, out); }
 
-int report_exception(imarot_rot_error* out) {
-  try {
-    throw;
-  } catch (const std::bad_alloc&) {
-    return report(RotError{Status::failed, 0, "out of memory"}, out);
-  } catch (const std::exception& e) {
-    return report(RotError{Status::failed, 0, fmt::format("internal error: {}", e.what())}, out);
-  } catch (...) {
-    return report(RotError{Status::failed, 0, "internal error: unknown exception"}, out);
-  }
-}
+int report_exception(imarot_rot_error* out) { return rot::report_plugin_exception(out); }
 
 Device& device_of(void* handle) { return *static_cast<Handle*>(handle)->device; }
 
