@@ -120,6 +120,13 @@ class RotBackend {
   static RotResult<std::unique_ptr<RotBackend>> load(std::string_view name, std::string_view config_json,
                                                      const std::string& plugin_dir);
 
+  // Loads the plugin and checks `config_json` as load() would, without
+  // opening the backend's device. Returns false when the plugin cannot check
+  // a config without opening its device (it has no check_config), true when
+  // the config was checked and is valid.
+  static RotResult<bool> check_config(std::string_view name, std::string_view config_json,
+                                      const std::string& plugin_dir);
+
   RotBackend(const RotBackend&) = delete;
   RotBackend& operator=(const RotBackend&) = delete;
   ~RotBackend();

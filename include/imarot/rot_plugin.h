@@ -136,6 +136,13 @@ struct imarot_rot_ops {
    * read-only. */
   int (*describe_register)(void* handle, uint32_t reg, struct imarot_rot_register_info* out,
                            struct imarot_rot_error* error);
+
+  /* Optional, NULL when absent. Checks a JSON config section as init()
+   * would, with the same errors, but opens no device, so `imarotd --check`
+   * can validate a config on any machine. A plugin built before this member
+   * existed has a smaller struct_size, and its config is then checked only
+   * when the backend is opened. */
+  int (*check_config)(const char* json_config, struct imarot_rot_error* error);
 };
 
 /* Size of the operations table as version 1 first defined it, without

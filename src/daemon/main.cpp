@@ -69,15 +69,27 @@ int main(int argc, char** argv) {
       spdlog::error("{}", policy.error().message);
       return 2;
     }
-    // The plugins are not opened here, because opening one opens its
-    // device; their names are checked against the plugin directory.
+    // The backends are not opened here, because opening one opens its
+    // device. Each plugin is loaded and checks its config section.
     std::vector<std::string> available = imarot::rot::list_plugins(config->plugin_directory);
     for (size_t i = 0; i < config->backends.size(); ++i) {
-      const std::string& name = config->backends[i].name;
-      if (std::find(available.begin(), available.end(), name) == available.end()) {
-        spdlog::error("{}: backends[{}]: no RoT plugin named '{}' in '{}'; available: {}", config_path, i, name,
-                      config->plugin_directory, available.empty() ? "none" : fmt::format("{}", fmt::join(available, ", ")));
+      const imarotd::BackendConfig& backend = config->backends[i];
+      if (std::find(available.begin(), available.end(), backend.name) == available.end()) {
+        spdlog::error("{}: backends[{}]: no RoT plugin named '{}' in '{}'; available: {}", config_path, i,
+                      backend.name, config->plugin_directory,
+                      available.empty() ? "none" : fmt::format("{}", fmt::join(available, ", ")));
         return 2;
+      }
+      auto checked = imarot::rot::RotBackend::check_config(backend.name, backend.config.dump(),
+                                                           config->plugin_directory);
+      if (!checked) {
+        spdlog::error("{}: backends[{}]: {}", config_path, i, checked.error().message);
+        return 2;
+      }
+      if (!*checked) {
+        spdlog::warn("{}: backends[{}]: plugin '{}' cannot check its config without opening its device; "
+                     "the config is checked when imarotd starts",
+                     config_path, i, backend.name);
       }
     }
     std::printf("%s: configuration valid; policy %s has %zu rules\n", config_path.c_str(), (*policy)->source.c_str(),

@@ -26,6 +26,8 @@ class PluginLibrary {
   bool has_read_registers() const;
   // True when the plugin's table includes describe_register and sets it.
   bool has_describe_register() const;
+  // True when the plugin's table includes check_config and sets it.
+  bool has_check_config() const;
 
  private:
   PluginLibrary(void* handle, std::string path, const imarot_rot_ops* ops)

@@ -161,4 +161,9 @@ bool PluginLibrary::has_describe_register() const {
          ops_->describe_register != nullptr;
 }
 
+bool PluginLibrary::has_check_config() const {
+  return ops_->struct_size >= offsetof(imarot_rot_ops, check_config) + sizeof ops_->check_config &&
+         ops_->check_config != nullptr;
+}
+
 }  // namespace imarot::rot

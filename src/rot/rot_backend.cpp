@@ -163,6 +163,23 @@ RotResult<std::unique_ptr<RotBackend>> RotBackend::load(std::string_view name, s
   return backend;
 }
 
+RotResult<bool> RotBackend::check_config(std::string_view name, std::string_view config_json,
+                                         const std::string& plugin_dir) {
+  std::string config(config_json.empty() ? std::string_view("{}") : config_json);
+  if (auto checked = check_config_json(name, config); !checked) return checked.error();
+
+  auto library = PluginLibrary::open(name, plugin_dir);
+  if (!library) return library.error();
+  if (!(*library)->has_check_config()) return false;
+
+  imarot_rot_error error{};
+  int code = (*library)->ops()->check_config(config.c_str(), &error);
+  if (code != IMAROT_ROT_OK) {
+    return error_from_plugin(code, error, fmt::format("backend '{}' ({})", name, (*library)->path()));
+  }
+  return true;
+}
+
 RotResult<void> RotBackend::check_register(uint32_t reg) {
   if (description_.read_only) {
     return RotError{Status::read_only, 0,

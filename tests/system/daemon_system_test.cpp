@@ -386,5 +386,20 @@ TEST_F(DaemonSystem, BadPolicyIsReportedWithLine) {
   EXPECT_NE(result.err.find(dir_.file("policy") + ":2:"), std::string::npos) << result.err;
 }
 
+TEST_F(DaemonSystem, CheckRejectsBadPluginConfig) {
+  write_config({{"backends", {{{"name", "tpm2"}, {"config", {{"tcti", swtpm_->tcti()}, {"tctl", "x"}}}}}}});
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("backends[0]"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("unknown key 'tctl'"), std::string::npos) << result.err;
+}
+
+TEST_F(DaemonSystem, CheckAcceptsGoodPluginConfig) {
+  write_config();
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("configuration valid"), std::string::npos) << result.out;
+}
+
 }  // namespace
 }  // namespace imarot::test

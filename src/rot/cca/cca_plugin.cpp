@@ -8,7 +8,11 @@ int init(const char* json_config, void** handle, imarot_rot_error* error) {
   return imarot::cc::plugin_init(imarot::cc::PluginKind::cca, json_config, handle, error);
 }
 
-constexpr imarot_rot_ops kOps = imarot::cc::make_plugin_ops("cca", init);
+int check_config(const char* json_config, imarot_rot_error* error) {
+  return imarot::cc::plugin_check_config(imarot::cc::PluginKind::cca, json_config, error);
+}
+
+constexpr imarot_rot_ops kOps = imarot::cc::make_plugin_ops("cca", init, check_config);
 
 }  // namespace
 

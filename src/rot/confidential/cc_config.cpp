@@ -246,4 +246,10 @@ RotResult<std::unique_ptr<Backend>> open_plugin(PluginKind kind, std::string_vie
   return invalid_error("unknown plugin kind");
 }
 
+RotResult<void> check_plugin_config(PluginKind kind, std::string_view json_config) {
+  auto config = parse_config(kind, json_config);
+  if (!config) return config.error();
+  return Ok{};
+}
+
 }  // namespace imarot::cc

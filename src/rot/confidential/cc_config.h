@@ -30,4 +30,8 @@ inline constexpr std::string_view kTsiDevice = "/dev/tsi";
 // key is checked, and an unknown key is an error that lists the known ones.
 RotResult<std::unique_ptr<Backend>> open_plugin(PluginKind kind, std::string_view json_config);
 
+// Parses `json_config` for `kind` as open_plugin does, without opening
+// anything.
+RotResult<void> check_plugin_config(PluginKind kind, std::string_view json_config);
+
 }  // namespace imarot::cc

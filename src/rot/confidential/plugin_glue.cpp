@@ -52,6 +52,16 @@ int plugin_init(PluginKind kind, const char* json_config, void** handle, imarot_
   }
 }
 
+int plugin_check_config(PluginKind kind, const char* json_config, imarot_rot_error* error) {
+  try {
+    if (json_config == nullptr) return report(invalid_error("null argument"), error);
+    auto checked = check_plugin_config(kind, json_config);
+    return checked ? IMAROT_ROT_OK : report(checked.error(), error);
+  } catch (...) {
+    return report_exception(error);
+  }
+}
+
 int plugin_describe(void* handle, imarot_rot_description* out, imarot_rot_error* error) {
   try {
     const BackendLayout& layout = backend_of(handle).layout();

@@ -9,6 +9,7 @@
 namespace imarot::cc {
 
 int plugin_init(PluginKind kind, const char* json_config, void** handle, imarot_rot_error* error);
+int plugin_check_config(PluginKind kind, const char* json_config, imarot_rot_error* error);
 int plugin_describe(void* handle, imarot_rot_description* out, imarot_rot_error* error);
 int plugin_describe_register(void* handle, uint32_t reg, imarot_rot_register_info* out, imarot_rot_error* error);
 int plugin_check_register(void* handle, uint32_t reg, imarot_rot_error* error);
@@ -20,9 +21,10 @@ int plugin_read_registers(void* handle, uint8_t hash_algo, const uint32_t* regs,
 int plugin_boot_aggregate(void* handle, uint8_t ima_hash, imarot_rot_digest* out, imarot_rot_error* error);
 void plugin_close(void* handle);
 
-// The operations table of a plugin named `name` whose init is `init`.
-constexpr imarot_rot_ops make_plugin_ops(const char* name,
-                                         int (*init)(const char*, void**, imarot_rot_error*)) {
+// The operations table of a plugin named `name` whose init is `init` and
+// whose config check is `check_config`.
+constexpr imarot_rot_ops make_plugin_ops(const char* name, int (*init)(const char*, void**, imarot_rot_error*),
+                                         int (*check_config)(const char*, imarot_rot_error*)) {
   return imarot_rot_ops{
       .abi_version = IMAROT_ROT_ABI_VERSION,
       .struct_size = sizeof(imarot_rot_ops),
@@ -36,6 +38,7 @@ constexpr imarot_rot_ops make_plugin_ops(const char* name,
       .close = plugin_close,
       .read_registers = plugin_read_registers,
       .describe_register = plugin_describe_register,
+      .check_config = check_config,
   };
 }
 

@@ -63,6 +63,16 @@ int tpm2_init(const char* json_config, void** handle, imarot_rot_error* error) {
   }
 }
 
+int tpm2_check_config(const char* json_config, imarot_rot_error* error) {
+  try {
+    if (json_config == nullptr) return report(RotError{Status::invalid, 0, "null argument"}, error);
+    auto config = parse_config(json_config);
+    return config ? IMAROT_ROT_OK : report(config.error(), error);
+  } catch (...) {
+    return report_exception(error);
+  }
+}
+
 int tpm2_describe(void* handle, imarot_rot_description* out, imarot_rot_error* error) {
   try {
     const Device& device = device_of(handle);
@@ -173,6 +183,7 @@ constexpr imarot_rot_ops kOps = {
     .read_registers = tpm2_read_registers,
     // PCRs are known by their numbers; rotctl prints them as tpm2_pcrread does.
     .describe_register = nullptr,
+    .check_config = tpm2_check_config,
 };
 
 }  // namespace

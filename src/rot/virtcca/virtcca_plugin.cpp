@@ -9,7 +9,11 @@ int init(const char* json_config, void** handle, imarot_rot_error* error) {
   return imarot::cc::plugin_init(imarot::cc::PluginKind::virtcca, json_config, handle, error);
 }
 
-constexpr imarot_rot_ops kOps = imarot::cc::make_plugin_ops("virtcca", init);
+int check_config(const char* json_config, imarot_rot_error* error) {
+  return imarot::cc::plugin_check_config(imarot::cc::PluginKind::virtcca, json_config, error);
+}
+
+constexpr imarot_rot_ops kOps = imarot::cc::make_plugin_ops("virtcca", init, check_config);
 
 }  // namespace
 
