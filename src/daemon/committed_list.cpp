@@ -1,59 +1,40 @@
 #include "committed_list.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
 namespace imarotd {
+namespace {
 
-void ChunkedBuffer::append(const char* data, size_t size) {
-  open_.append(data, size);
-  size_ += size;
-  if (open_.size() >= kChunkSize) {
-    sealed_starts_.push_back(open_start_);
-    sealed_.push_back(std::make_shared<const std::string>(std::move(open_)));
-    open_ = std::string();
-    open_.reserve(kChunkSize + kChunkSize / 4);
-    open_start_ = size_;
-  }
-}
+// Entries rendered per step of render(), so that the lock is released
+// between steps and the parsed entries of one step are all that is held.
+constexpr uint64_t kRenderStep = 4096;
 
-void ChunkedBuffer::copy(uint64_t begin, uint64_t end, std::string& out) const {
-  if (begin >= end) return;
-  // The first sealed chunk that ends after `begin`.
-  auto it = std::upper_bound(sealed_starts_.begin(), sealed_starts_.end(), begin);
-  size_t chunk = it == sealed_starts_.begin() ? 0 : static_cast<size_t>(it - sealed_starts_.begin() - 1);
-  for (; chunk < sealed_.size() && begin < end; ++chunk) {
-    uint64_t start = sealed_starts_[chunk];
-    const std::string& bytes = *sealed_[chunk];
-    if (begin >= start + bytes.size()) continue;
-    uint64_t stop = std::min<uint64_t>(end, start + bytes.size());
-    out.append(bytes, begin - start, stop - begin);
-    begin = stop;
-  }
-  if (begin < end) out.append(open_, begin - open_start_, end - begin);
-}
-
-std::vector<std::shared_ptr<const std::string>> ChunkedBuffer::share() const {
-  std::vector<std::shared_ptr<const std::string>> chunks = sealed_;
-  if (!open_.empty()) chunks.push_back(std::make_shared<const std::string>(open_));
-  return chunks;
-}
+}  // namespace
 
 CommittedList::CommittedList(const std::vector<imarot::Entry>& entries) {
   std::lock_guard lock(mutex_);
-  offsets_.reserve(entries.size());
-  for (const auto& entry : entries) add_locked(entry);
+  imarot::Bytes scratch;
+  for (const auto& entry : entries) add_locked(entry, scratch);
 }
 
-void CommittedList::add_locked(const imarot::Entry& entry) {
-  imarot::Bytes record;
-  imarot::append_binary_record(record, entry);
-  std::string line;
-  imarot::append_ascii_line(line, entry);
-  offsets_.push_back(binary_.size());
-  binary_.append(reinterpret_cast<const char*>(record.data()), record.size());
-  ascii_.append(line.data(), line.size());
+void CommittedList::add_locked(const imarot::Entry& entry, imarot::Bytes& scratch) {
+  scratch.clear();
+  imarot::append_binary_record(scratch, entry);
+  if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < scratch.size()) {
+    Chunk chunk;
+    chunk.capacity = std::max(kChunkSize, scratch.size());
+    chunk.bytes = std::make_unique_for_overwrite<char[]>(chunk.capacity);
+    chunk.first_byte = bytes_;
+    chunks_.push_back(std::move(chunk));
+  }
+  Chunk& chunk = chunks_.back();
+  std::memcpy(chunk.bytes.get() + chunk.used, scratch.data(), scratch.size());
+  chunk.used += scratch.size();
+  offsets_.push_back(bytes_);
+  bytes_ += scratch.size();
   if (entry.is_violation()) ++violations_;
 }
 
@@ -73,7 +54,8 @@ void CommittedList::append(const std::vector<imarot::Entry>& entries, uint64_t f
                     first_index, offsets_.size(), entries.size());
       return;
     }
-    for (const auto& entry : entries) add_locked(entry);
+    imarot::Bytes scratch;
+    for (const auto& entry : entries) add_locked(entry, scratch);
     size = offsets_.size();
     listener = listener_;
   }
@@ -90,6 +72,25 @@ uint64_t CommittedList::violations() const {
   return violations_;
 }
 
+uint64_t CommittedList::end_byte_locked(uint64_t index) const {
+  return index + 1 < offsets_.size() ? offsets_[index + 1] : bytes_;
+}
+
+void CommittedList::copy_locked(uint64_t begin, uint64_t end, std::string& out) const {
+  uint64_t first = offsets_[begin];
+  uint64_t last = end_byte_locked(end - 1);
+  // The chunk that contains byte `first`: the last one starting at or before it.
+  auto chunk = std::upper_bound(chunks_.begin(), chunks_.end(), first,
+                                [](uint64_t byte, const Chunk& c) { return byte < c.first_byte; });
+  --chunk;
+  out.reserve(out.size() + (last - first));
+  for (; first < last; ++chunk) {
+    uint64_t stop = std::min<uint64_t>(last, chunk->first_byte + chunk->used);
+    out.append(chunk->bytes.get() + (first - chunk->first_byte), stop - first);
+    first = stop;
+  }
+}
+
 std::vector<imarot::Entry> CommittedList::read(uint64_t offset, uint64_t count, size_t max_bytes) const {
   std::string bytes;
   {
@@ -99,11 +100,9 @@ std::vector<imarot::Entry> CommittedList::read(uint64_t offset, uint64_t count, 
     uint64_t begin_byte = offsets_[offset];
     // Stop before the first entry whose record ends past the byte budget,
     // but keep at least one.
-    auto record_end = [&](uint64_t index) { return index + 1 < offsets_.size() ? offsets_[index + 1] : binary_.size(); };
     uint64_t stop = offset + 1;
-    while (stop < end && record_end(stop) - begin_byte <= max_bytes) ++stop;
-    uint64_t end_byte = stop < offsets_.size() ? offsets_[stop] : binary_.size();
-    binary_.copy(begin_byte, end_byte, bytes);
+    while (stop < end && end_byte_locked(stop) - begin_byte <= max_bytes) ++stop;
+    copy_locked(offset, stop, bytes);
   }
   imarot::ParsedList parsed =
       imarot::parse_binary_list(imarot::ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
@@ -116,14 +115,32 @@ std::vector<imarot::Entry> CommittedList::read(uint64_t offset, uint64_t count, 
   return std::move(parsed.entries);
 }
 
-CommittedList::Snapshot CommittedList::snapshot(Format format) const {
-  std::lock_guard lock(mutex_);
-  const ChunkedBuffer& buffer = format == Format::binary ? binary_ : ascii_;
-  Snapshot snapshot;
-  snapshot.chunks = buffer.share();
-  snapshot.entries = offsets_.size();
-  snapshot.bytes = buffer.size();
-  return snapshot;
+uint64_t CommittedList::render(Format format, uint64_t begin, uint64_t end, std::string& out) const {
+  uint64_t rendered = 0;
+  std::string records;
+  while (begin < end) {
+    records.clear();
+    uint64_t stop = 0;
+    {
+      std::lock_guard lock(mutex_);
+      stop = std::min<uint64_t>({end, offsets_.size(), begin + (format == Format::ascii ? kRenderStep : end - begin)});
+      if (begin >= stop) break;
+      copy_locked(begin, stop, format == Format::binary ? out : records);
+    }
+    if (format == Format::ascii) {
+      imarot::ParsedList parsed = imarot::parse_binary_list(
+          imarot::ByteView(reinterpret_cast<const uint8_t*>(records.data()), records.size()));
+      for (const imarot::Entry& entry : parsed.entries) imarot::append_ascii_line(out, entry);
+      if (parsed.error) {
+        spdlog::error("the D-Bus index cannot parse its own records from list index {}: {}", begin,
+                      imarot::format_parse_error(*parsed.error));
+        return rendered + parsed.entries.size();
+      }
+    }
+    rendered += stop - begin;
+    begin = stop;
+  }
+  return rendered;
 }
 
 }  // namespace imarotd

@@ -1,10 +1,11 @@
 // The in-memory index of committed entries that the D-Bus service reads. It
-// keeps every entry in the kernel's binary and ascii formats as it is
-// committed, so a whole-list export copies ready bytes instead of
-// serializing a million entries.
+// keeps each entry only as its kernel binary record, packed into large
+// chunks, plus one byte offset per entry. The ascii format is rendered from
+// those records when a caller asks for it.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -14,29 +15,6 @@
 #include "imarot/measurement_list.h"
 
 namespace imarotd {
-
-// Bytes appended in chunks of about 4 MiB. A chunk is immutable once the
-// next one starts, so readers share full chunks without copying them and
-// copy only the chunk still being filled. A record never straddles two
-// chunks. Not synchronized: CommittedList guards it.
-class ChunkedBuffer {
- public:
-  static constexpr size_t kChunkSize = 4 << 20;
-
-  void append(const char* data, size_t size);
-  uint64_t size() const { return size_; }
-  // Copies bytes [begin, end) to the end of `out`.
-  void copy(uint64_t begin, uint64_t end, std::string& out) const;
-  // Every byte as a list of chunks; the last is a copy of the open chunk.
-  std::vector<std::shared_ptr<const std::string>> share() const;
-
- private:
-  std::vector<std::shared_ptr<const std::string>> sealed_;
-  std::vector<uint64_t> sealed_starts_;  // byte offset of each sealed chunk
-  std::string open_;
-  uint64_t open_start_ = 0;
-  uint64_t size_ = 0;
-};
 
 class CommittedList {
  public:
@@ -58,14 +36,9 @@ class CommittedList {
   // returned when `offset` < size().
   std::vector<imarot::Entry> read(uint64_t offset, uint64_t count, size_t max_bytes) const;
 
-  // The whole list in `format` and its number of entries, taken at one
-  // instant.
-  struct Snapshot {
-    std::vector<std::shared_ptr<const std::string>> chunks;
-    uint64_t entries = 0;
-    uint64_t bytes = 0;
-  };
-  Snapshot snapshot(Format format) const;
+  // Appends entries [begin, end) in `format` to `out`, stopping at size().
+  // Returns the number of entries appended. Safe from any thread.
+  uint64_t render(Format format, uint64_t begin, uint64_t end, std::string& out) const;
 
   // Sets the function called after every append, on the writer thread and
   // outside the lock, with the new number of entries. May be set while
@@ -73,12 +46,29 @@ class CommittedList {
   void set_listener(std::function<void(uint64_t)> listener);
 
  private:
-  void add_locked(const imarot::Entry& entry);
+  // Records are appended to the last chunk until the next one would not
+  // fit, so a record never straddles two chunks and a chunk never moves.
+  // A record larger than kChunkSize gets a chunk of its own size.
+  static constexpr size_t kChunkSize = 4 << 20;
+  struct Chunk {
+    std::unique_ptr<char[]> bytes;
+    size_t capacity = 0;
+    size_t used = 0;
+    uint64_t first_byte = 0;  // list byte offset of bytes[0]
+  };
+
+  void add_locked(const imarot::Entry& entry, imarot::Bytes& scratch);
+  // Copies the records of entries [begin, end) to `out`. Requires mutex_
+  // and begin < end <= offsets_.size().
+  void copy_locked(uint64_t begin, uint64_t end, std::string& out) const;
+  uint64_t end_byte_locked(uint64_t index) const;
 
   mutable std::mutex mutex_;
-  ChunkedBuffer binary_;
-  ChunkedBuffer ascii_;
-  std::vector<uint64_t> offsets_;  // byte offset of each entry's binary record
+  std::vector<Chunk> chunks_;
+  // List byte offset of each entry's binary record. A deque grows in small
+  // blocks, so it never copies the whole index or reserves twice its size.
+  std::deque<uint64_t> offsets_;
+  uint64_t bytes_ = 0;
   uint64_t violations_ = 0;
   std::function<void(uint64_t)> listener_;
 };

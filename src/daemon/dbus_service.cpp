@@ -12,12 +12,29 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "live_verify.h"
+
 namespace imarotd {
 namespace {
 
 // Arguments of ReadRegisters beyond this many registers are rejected; no
 // backend has more.
 constexpr size_t kMaxRegisters = 64;
+
+// Verify calls beyond this many in progress are rejected, so that callers
+// cannot queue unbounded work and memory on the worker thread.
+constexpr size_t kMaxVerifyCalls = 4;
+
+// An export file behind the list by this many entries is extended by the
+// worker, so that an Export call appends only a few entries itself.
+constexpr uint64_t kExportCatchUpEntries = 4096;
+
+// Verify's result per backend: id, register kind, register index, state,
+// ok, entries, violations, first failing entry (-1 for none), register
+// checks (index, bank, reference, replayed, entries, match), failures and
+// warnings (entry index or -1, message). A macro, because the vtable macros
+// join signature literals.
+#define IMAROT_VERIFY_BACKENDS_SIGNATURE "a(ssusbttxa(ussstb)a(xs)a(xs))"
 
 // Sets the error a method call returns, and logs it: failures of the daemon
 // itself as warnings, rejected arguments and callers at debug level.
@@ -54,18 +71,6 @@ int system_error(sd_bus_error* error, const std::string& what, int code) {
   return set_error(error, kErrorFailed, fmt::format("{}: {}", what, std::strerror(code)));
 }
 
-// Writes every byte, retrying short writes.
-bool write_all(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 std::vector<std::string> bank_names(const std::vector<imarot::HashAlgo>& banks) {
   std::vector<std::string> names;
   for (imarot::HashAlgo bank : banks) names.emplace_back(imarot::hash_name(bank));
@@ -82,6 +87,48 @@ std::optional<imarot::HashAlgo> parse_algorithm(const char* argument, const char
                                     argument, value));
   }
   return algo;
+}
+
+int append_findings(sd_bus_message* reply, const std::vector<imarot::VerifyFinding>& findings) {
+  int r = sd_bus_message_open_container(reply, 'a', "(xs)");
+  for (size_t i = 0; i < findings.size() && r >= 0; ++i) {
+    int64_t entry = findings[i].entry_index ? static_cast<int64_t>(*findings[i].entry_index) : -1;
+    r = sd_bus_message_append(reply, "(xs)", entry, findings[i].message.c_str());
+  }
+  if (r >= 0) r = sd_bus_message_close_container(reply);
+  return r;
+}
+
+// Appends Verify's out arguments: ok, entries and one struct per backend
+// (IMAROT_VERIFY_BACKENDS_SIGNATURE).
+int append_verify_result(sd_bus_message* reply, const LiveVerifyResult& result) {
+  int r = sd_bus_message_append(reply, "bt", result.ok() ? 1 : 0, result.entries);
+  // The array's element type: the signature without its leading 'a'.
+  if (r >= 0) r = sd_bus_message_open_container(reply, 'a', IMAROT_VERIFY_BACKENDS_SIGNATURE + 1);
+  for (const BackendVerifyResult& checked : result.backends) {
+    const imarot::VerifyReport& report = checked.report;
+    int64_t first_failing = report.first_failing_entry ? static_cast<int64_t>(*report.first_failing_entry) : -1;
+    if (r >= 0) r = sd_bus_message_open_container(reply, 'r', "ssusbttxa(ussstb)a(xs)a(xs)");
+    if (r >= 0) {
+      r = sd_bus_message_append(reply, "ssusbttx", checked.backend.id.c_str(), checked.backend.register_kind.c_str(),
+                                checked.backend.register_index, checked.backend.state.c_str(), report.ok() ? 1 : 0,
+                                static_cast<uint64_t>(report.entries), static_cast<uint64_t>(report.violations),
+                                first_failing);
+    }
+    if (r >= 0) r = sd_bus_message_open_container(reply, 'a', "(ussstb)");
+    for (size_t i = 0; i < report.registers.size() && r >= 0; ++i) {
+      const imarot::RegisterCheck& check = report.registers[i];
+      r = sd_bus_message_append(reply, "(ussstb)", check.id.index, std::string(imarot::hash_name(check.id.bank)).c_str(),
+                                check.reference.hex().c_str(), check.replayed.hex().c_str(),
+                                static_cast<uint64_t>(check.entries), check.matched ? 1 : 0);
+    }
+    if (r >= 0) r = sd_bus_message_close_container(reply);
+    if (r >= 0) r = append_findings(reply, report.failures);
+    if (r >= 0) r = append_findings(reply, report.warnings);
+    if (r >= 0) r = sd_bus_message_close_container(reply);
+  }
+  if (r >= 0) r = sd_bus_message_close_container(reply);
+  return r;
 }
 
 }  // namespace
@@ -222,12 +269,84 @@ struct ServiceCallbacks {
       return invalid_args(error, fmt::format("format: unknown list format '{}'; expected 'binary' or 'ascii'", format));
     }
 
-    uint64_t bytes = 0;
-    auto [fd, entries] = self.export_descriptor(list_format, bytes);
-    if (fd < 0) return system_error(error, fmt::format("cannot prepare the {}-byte export", bytes), errno);
-    r = sd_bus_reply_method_return(m, "ht", fd, entries);
-    ::close(fd);  // sd-bus sends a duplicate
-    return r;
+    self.export_list(m, list_format);
+    return 1;  // export_list() replies, now or once the worker has prepared a file
+  }
+
+  // Reads Verify's options, a{sv} with the optional keys "backend" (s),
+  // "banks" (as) and "register" (u).
+  static int read_verify_options(sd_bus_message* m, LiveVerifyRequest& request, sd_bus_error* error) {
+    int r = sd_bus_message_enter_container(m, 'a', "{sv}");
+    if (r < 0) return r;
+    while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+      const char* key = nullptr;
+      r = sd_bus_message_read(m, "s", &key);
+      if (r < 0) return r;
+      std::string name = key;
+      const char* contents = nullptr;
+      r = sd_bus_message_peek_type(m, nullptr, &contents);
+      if (r < 0) return r;
+      std::string type = contents != nullptr ? contents : "";
+      auto wrong_type = [&](const char* expected) {
+        return invalid_args(error, fmt::format("options: '{}' has type '{}'; expected '{}'", name, type, expected));
+      };
+      if (name == "backend") {
+        if (type != "s") return wrong_type("s");
+        const char* backend = nullptr;
+        r = sd_bus_message_read(m, "v", "s", &backend);
+        if (r < 0) return r;
+        request.backend = backend;
+        if (request.backend.empty()) return invalid_args(error, "options: 'backend' is empty; expected a backend id");
+      } else if (name == "banks") {
+        if (type != "as") return wrong_type("as");
+        r = sd_bus_message_enter_container(m, 'v', "as");
+        if (r < 0) return r;
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0) return r;
+        request.banks.emplace();
+        const char* bank_name = nullptr;
+        while ((r = sd_bus_message_read(m, "s", &bank_name)) > 0) {
+          auto bank = parse_algorithm("options: banks", bank_name, error);
+          if (!bank) return -EINVAL;
+          request.banks->insert(*bank);
+        }
+        if (r < 0) return r;
+        if (request.banks->empty()) return invalid_args(error, "options: 'banks' is empty; expected at least one bank");
+        r = sd_bus_message_exit_container(m);
+        if (r >= 0) r = sd_bus_message_exit_container(m);
+        if (r < 0) return r;
+      } else if (name == "register") {
+        if (type != "u") return wrong_type("u");
+        uint32_t index = 0;
+        r = sd_bus_message_read(m, "v", "u", &index);
+        if (r < 0) return r;
+        request.register_index = index;
+      } else {
+        return invalid_args(error, fmt::format("options: unknown key '{}'; expected 'backend', 'banks' or 'register'",
+                                               name));
+      }
+      r = sd_bus_message_exit_container(m);
+      if (r < 0) return r;
+    }
+    if (r < 0) return r;
+    return sd_bus_message_exit_container(m);
+  }
+
+  static int verify(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+    DBusService& self = service(userdata);
+    LiveVerifyRequest request;
+    int r = read_verify_options(m, request, error);
+    if (r < 0) return r;
+    if (self.verify_calls_ >= kMaxVerifyCalls) {
+      return set_error(error, kErrorBusy,
+                       fmt::format("{} Verify calls are in progress, the maximum; try again when one has returned",
+                                   self.verify_calls_));
+    }
+    // Registers first, then the list size: see verify_live().
+    auto references = read_live_references(self.model_, request);
+    if (!references) return model_error(error, references.error());
+    self.verify(m, std::move(request), std::move(*references));
+    return 1;  // the reply is sent when the worker has replayed the list
   }
 
   static int read_registers(sd_bus_message* m, void* userdata, sd_bus_error* error) {
@@ -346,6 +465,9 @@ const sd_bus_vtable kManagerVtable[] = {
                             SD_BUS_RESULT("a(us)", values), Callbacks::read_registers, kReadOnly),
     SD_BUS_METHOD_WITH_ARGS("BootAggregate", SD_BUS_ARGS("s", backend, "s", ima_hash),
                             SD_BUS_RESULT("s", bank, "s", digest), Callbacks::boot_aggregate, kReadOnly),
+    SD_BUS_METHOD_WITH_ARGS("Verify", SD_BUS_ARGS("a{sv}", options),
+                            SD_BUS_RESULT("b", ok, "t", entries, IMAROT_VERIFY_BACKENDS_SIGNATURE, backends),
+                            Callbacks::verify, kReadOnly),
     // sd-bus's own check for methods without SD_BUS_VTABLE_UNPRIVILEGED is
     // skipped on buses it trusts (the session bus), so the handler checks
     // the caller itself, on every bus, with one rule and one message.
@@ -385,12 +507,20 @@ DBusService::DBusService(DBusServiceOptions options, ManagerInfo info, const Com
 }
 
 DBusService::~DBusService() {
+  if (worker_.joinable()) {
+    {
+      std::lock_guard lock(worker_mutex_);
+      worker_stop_ = true;
+    }
+    worker_wake_.notify_one();
+    worker_.join();
+  }
+  drop_held_calls();
   if (bus_ != nullptr) {
     if (vtable_slot_ != nullptr) vtable_slot_ = sd_bus_slot_unref(vtable_slot_);
     bus_ = sd_bus_flush_close_unref(bus_);
     spdlog::info("D-Bus service stopped");
   }
-  for (ExportCache& cache : export_cache_) drop_export_cache(cache);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -449,6 +579,7 @@ bool DBusService::connect() {
 
 void DBusService::disconnect(const std::string& reason) {
   spdlog::warn("D-Bus service left the {} bus: {}; measuring continues", options_.bus, reason);
+  drop_held_calls();
   if (vtable_slot_ != nullptr) vtable_slot_ = sd_bus_slot_unref(vtable_slot_);
   bus_ = sd_bus_flush_close_unref(bus_);
   next_connect_ = Clock::now() + options_.reconnect_interval;
@@ -480,9 +611,11 @@ int DBusService::poll_timeout_ms() const {
     if (committed_count_.load() != signaled_count_) earliest(last_signal_ + options_.signal_interval);
     earliest(next_backends_check_);
   }
-  for (const ExportCache& cache : export_cache_) {
-    if (cache.fd >= 0) earliest(cache.expires);
+  for (const ExportFiles& files : exports_) {
+    if (files.sealed || files.next) earliest(files.expires);
   }
+  // Without the eventfd, finished background work is noticed by polling.
+  if (wake_fd_ < 0 && outstanding_jobs_ > 0) earliest(now + std::chrono::milliseconds(10));
   if (!due) return -1;
   if (*due <= now) return 0;
   auto wait = std::chrono::ceil<std::chrono::milliseconds>(*due - now);
@@ -494,13 +627,12 @@ void DBusService::dispatch(std::span<const struct pollfd> fds) {
     uint64_t ignored = 0;
     (void)::read(wake_fd_, &ignored, sizeof ignored);
   }
+  run_completions();
   Clock::time_point now = Clock::now();
+  maintain_exports(now);
   if (bus_ == nullptr) {
     if (now >= next_connect_) connect();
     return;
-  }
-  for (ExportCache& cache : export_cache_) {
-    if (cache.fd >= 0 && now >= cache.expires) drop_export_cache(cache);
   }
   process_bus();
   if (bus_ == nullptr) return;
@@ -552,50 +684,232 @@ void DBusService::check_backends(Clock::time_point now) {
   if (r < 0) spdlog::warn("cannot send PropertiesChanged for Backends: {}", std::strerror(-r));
 }
 
-std::pair<int, uint64_t> DBusService::export_descriptor(CommittedList::Format format, uint64_t& bytes) {
-  ExportCache& cache = export_cache_[static_cast<int>(format)];
-  Clock::time_point now = Clock::now();
-  if (cache.fd >= 0 && cache.entries == list_.size()) {
-    int fd = ::open(fmt::format("/proc/self/fd/{}", cache.fd).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      cache.expires = now + options_.export_cache_time;
-      return {fd, cache.entries};
-    }
-  }
-  drop_export_cache(cache);
+// --- Background work and held calls -----------------------------------------
 
-  CommittedList::Snapshot snapshot = list_.snapshot(format);
-  bytes = snapshot.bytes;
-  int fd = ::memfd_create("imarot-measurements", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return {-1, 0};
-  bool written = true;
-  for (const auto& chunk : snapshot.chunks) {
-    if (!write_all(fd, chunk->data(), chunk->size())) {
-      written = false;
-      break;
-    }
+void DBusService::run_in_background(std::function<Completion()> job) {
+  {
+    std::lock_guard lock(worker_mutex_);
+    jobs_.push_back(std::move(job));
   }
-  // Receivers of this descriptor share its offset: rewind it, then seal the
-  // content so that no one can change it.
-  if (!written || ::lseek(fd, 0, SEEK_SET) != 0 ||
-      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    int code = errno;
-    ::close(fd);
-    errno = code;
-    return {-1, 0};
-  }
-  int cached = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (cached >= 0) {
-    cache.fd = cached;
-    cache.entries = snapshot.entries;
-    cache.expires = now + options_.export_cache_time;
-  }
-  return {fd, snapshot.entries};
+  ++outstanding_jobs_;
+  if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
+  worker_wake_.notify_one();
 }
 
-void DBusService::drop_export_cache(ExportCache& cache) {
-  if (cache.fd >= 0) ::close(cache.fd);
-  cache.fd = -1;
+void DBusService::worker_loop() {
+  for (;;) {
+    std::function<Completion()> job;
+    {
+      std::unique_lock lock(worker_mutex_);
+      worker_wake_.wait(lock, [this] { return worker_stop_ || !jobs_.empty(); });
+      if (worker_stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    Completion done = job();
+    {
+      std::lock_guard lock(worker_mutex_);
+      completions_.push_back(std::move(done));
+    }
+    if (wake_fd_ >= 0) {
+      uint64_t one = 1;
+      (void)::write(wake_fd_, &one, sizeof one);
+    }
+  }
+}
+
+void DBusService::run_completions() {
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(worker_mutex_);
+    done.swap(completions_);
+  }
+  for (Completion& completion : done) {
+    --outstanding_jobs_;
+    completion();
+  }
+}
+
+uint64_t DBusService::hold_call(sd_bus_message* m) {
+  uint64_t id = next_call_id_++;
+  held_calls_[id] = sd_bus_message_ref(m);
+  return id;
+}
+
+sd_bus_message* DBusService::take_call(uint64_t id) {
+  auto it = held_calls_.find(id);
+  if (it == held_calls_.end()) return nullptr;
+  sd_bus_message* m = it->second;
+  held_calls_.erase(it);
+  return m;
+}
+
+void DBusService::drop_held_calls() {
+  for (auto& [id, m] : held_calls_) sd_bus_message_unref(m);
+  held_calls_.clear();
+  for (ExportFiles& files : exports_) files.waiting.clear();
+}
+
+void DBusService::reply_held_error(uint64_t id, const std::string& failure, int code) {
+  sd_bus_message* m = take_call(id);
+  if (m == nullptr) return;
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  system_error(&error, failure, code);
+  int r = sd_bus_reply_method_error(m, &error);
+  if (r < 0) spdlog::warn("cannot send the error reply to {}: {}", sd_bus_message_get_member(m), std::strerror(-r));
+  sd_bus_error_free(&error);
+  sd_bus_message_unref(m);
+}
+
+// --- Export -------------------------------------------------------------------
+
+void DBusService::export_list(sd_bus_message* m, CommittedList::Format format) {
+  exports_[static_cast<int>(format)].expires = Clock::now() + options_.export_cache_time;
+  serve_export(hold_call(m), format);
+}
+
+void DBusService::serve_export(uint64_t id, CommittedList::Format format) {
+  ExportFiles& files = exports_[static_cast<int>(format)];
+  uint64_t size = list_.size();
+  if (!files.sealed || files.sealed->entries != size) {
+    if (files.preparing || !files.next) {
+      files.waiting.push_back(id);
+      prepare_export(format);
+      return;
+    }
+    // The next file only needs the entries committed since the worker last
+    // extended it. Then it is sealed and becomes the file sent.
+    if (!extend_list_file(*files.next, list_, format, size) || !seal_list_file(*files.next)) {
+      int code = errno;
+      files.next.reset();
+      reply_held_error(id, "cannot prepare the export file", code);
+      return;
+    }
+    std::optional<ListFile> retired = std::move(files.sealed);
+    files.sealed = std::move(files.next);
+    files.next.reset();
+    prepare_export(format, std::move(retired));
+  }
+
+  sd_bus_message* m = take_call(id);
+  if (m == nullptr) return;
+  int fd = reopen_read_only(*files.sealed);
+  int r = 0;
+  if (fd < 0) {
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    system_error(&error, "cannot open the export file again read-only", errno);
+    r = sd_bus_reply_method_error(m, &error);
+    sd_bus_error_free(&error);
+  } else {
+    r = sd_bus_reply_method_return(m, "ht", fd, files.sealed->entries);
+    ::close(fd);  // sd-bus sends a duplicate
+  }
+  if (r < 0) spdlog::warn("cannot send the Export reply: {}", std::strerror(-r));
+  sd_bus_message_unref(m);
+}
+
+void DBusService::prepare_export(CommittedList::Format format, std::optional<ListFile> retired) {
+  ExportFiles& files = exports_[static_cast<int>(format)];
+  if (files.preparing || files.next) return;
+  files.preparing = true;
+  // The worker copies the file sent before the current one when there is
+  // one, because the callers that just received the current file are
+  // reading it, and copying the same pages at the same time slows both. Entries
+  // the copy lacks are rendered again. The worker owns its descriptor,
+  // because this thread may drop `sealed` meanwhile.
+  std::shared_ptr<ListFile> source;
+  if (retired) {
+    source = std::make_shared<ListFile>(std::move(*retired));
+  } else if (files.sealed) {
+    int fd = ::fcntl(files.sealed->fd.get(), F_DUPFD_CLOEXEC, 3);
+    if (fd >= 0) source = std::make_shared<ListFile>(ListFile{UniqueFd(fd), files.sealed->entries, files.sealed->bytes});
+  }
+  run_in_background([this, format, source]() -> Completion {
+    std::optional<ListFile> started = source ? copy_list_file(*source) : create_list_file();
+    std::shared_ptr<ListFile> next;
+    int code = 0;
+    if (started && extend_list_file(*started, list_, format, list_.size())) {
+      next = std::make_shared<ListFile>(std::move(*started));
+    } else {
+      code = errno;
+    }
+    return [this, format, next, code] { finish_export_preparation(format, next, code); };
+  });
+}
+
+void DBusService::finish_export_preparation(CommittedList::Format format, std::shared_ptr<ListFile> next,
+                                            int error_code) {
+  ExportFiles& files = exports_[static_cast<int>(format)];
+  files.preparing = false;
+  if (next) {
+    files.next = std::move(*next);
+  } else {
+    spdlog::warn("cannot prepare the {} export file: {}", format == CommittedList::Format::ascii ? "ascii" : "binary",
+                 std::strerror(error_code));
+  }
+  std::vector<uint64_t> waiting;
+  waiting.swap(files.waiting);
+  for (uint64_t id : waiting) {
+    if (files.next || (files.sealed && files.sealed->entries == list_.size())) {
+      serve_export(id, format);
+    } else {
+      reply_held_error(id, "cannot prepare the export file", error_code);
+    }
+  }
+}
+
+void DBusService::maintain_exports(Clock::time_point now) {
+  for (int index = 0; index < 2; ++index) {
+    auto format = static_cast<CommittedList::Format>(index);
+    ExportFiles& files = exports_[index];
+    if (files.preparing || !files.waiting.empty() || (!files.sealed && !files.next)) continue;
+    if (now >= files.expires) {
+      files.sealed.reset();
+      files.next.reset();
+      continue;
+    }
+    uint64_t size = list_.size();
+    if (files.next && size - files.next->entries >= kExportCatchUpEntries) {
+      files.preparing = true;
+      auto next = std::make_shared<ListFile>(std::move(*files.next));
+      files.next.reset();
+      run_in_background([this, format, next]() -> Completion {
+        bool extended = extend_list_file(*next, list_, format, list_.size());
+        int code = errno;
+        return [this, format, next, extended, code] {
+          finish_export_preparation(format, extended ? next : nullptr, code);
+        };
+      });
+    }
+  }
+}
+
+// --- Verify -------------------------------------------------------------------
+
+void DBusService::verify(sd_bus_message* m, LiveVerifyRequest request, std::vector<BackendReference> references) {
+  uint64_t id = hold_call(m);
+  ++verify_calls_;
+  uint64_t entries = list_.size();
+  run_in_background([this, id, entries, request = std::move(request), references = std::move(references)] {
+    auto result = std::make_shared<LiveVerifyResult>(verify_live(list_, entries, references, request));
+    return Completion([this, id, result] { reply_verify(id, *result); });
+  });
+}
+
+void DBusService::reply_verify(uint64_t id, const LiveVerifyResult& result) {
+  --verify_calls_;
+  sd_bus_message* call = take_call(id);
+  if (call == nullptr) return;
+  sd_bus_message* reply = nullptr;
+  int r = sd_bus_message_new_method_return(call, &reply);
+  if (r >= 0) r = append_verify_result(reply, result);
+  if (r >= 0) r = sd_bus_send(nullptr, reply, nullptr);
+  if (r < 0) {
+    spdlog::warn("cannot send the Verify reply: {}", std::strerror(-r));
+    (void)sd_bus_reply_method_errorf(call, kErrorFailed, "cannot build the Verify reply: %s", std::strerror(-r));
+  }
+  sd_bus_message_unref(reply);
+  sd_bus_message_unref(call);
 }
 
 void DBusService::policy_changed() {

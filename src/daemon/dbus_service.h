@@ -8,21 +8,34 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "committed_list.h"
+#include "list_file.h"
 #include "imarot/hash.h"
 #include "imarot/result.h"
 #include "imarot/rot.h"
 
 typedef struct sd_bus sd_bus;
 typedef struct sd_bus_slot sd_bus_slot;
+typedef struct sd_bus_message sd_bus_message;
 
 namespace imarotd {
+
+struct LiveVerifyRequest;
+struct BackendReference;
+struct LiveVerifyResult;
 
 inline constexpr const char* kBusName = "org.imarot1";
 inline constexpr const char* kObjectPath = "/org/imarot1";
@@ -34,6 +47,7 @@ inline constexpr const char* kErrorUnallocated = "org.imarot1.Error.BankUnalloca
 inline constexpr const char* kErrorBackendFailed = "org.imarot1.Error.BackendFailed";
 inline constexpr const char* kErrorPolicyInvalid = "org.imarot1.Error.PolicyInvalid";
 inline constexpr const char* kErrorFailed = "org.imarot1.Error.Failed";
+inline constexpr const char* kErrorBusy = "org.imarot1.Error.Busy";
 
 // Kinds of failure a ManagerModel reports in imarot::Error::code, each sent
 // as its own D-Bus error name.
@@ -97,8 +111,9 @@ struct DBusServiceOptions {
   // Upper bounds of one ReadEntries reply.
   uint32_t max_read_count = 4096;
   size_t max_read_bytes = 8 << 20;
-  // The last export of each format is kept this long after its last use,
-  // and sent again while the list has not grown.
+  // The export files of a format (the last one sent and the next one,
+  // kept current by appends) are kept this long after the last Export call
+  // for that format.
   std::chrono::milliseconds export_cache_time{30000};
 };
 
@@ -157,19 +172,59 @@ class DBusService {
   std::vector<BackendView> last_backends_;
   bool warned_unreachable_ = false;
 
-  // The last sealed export of one format: while the list still has
-  // `entries` entries, Export opens the same memfd again (a new file
-  // description with its own offset) instead of copying the list again.
-  struct ExportCache {
-    int fd = -1;
-    uint64_t entries = 0;
+  // Work that would stall the poll loop (building export files, replaying
+  // the list for Verify) runs on one worker thread. A job returns the step
+  // that completes it, which dispatch() runs on the main thread.
+  using Completion = std::function<void()>;
+  void run_in_background(std::function<Completion()> job);
+  void run_completions();
+  void worker_loop();
+  std::thread worker_;
+  std::mutex worker_mutex_;
+  std::condition_variable worker_wake_;
+  std::deque<std::function<Completion()>> jobs_;
+  std::vector<Completion> completions_;
+  bool worker_stop_ = false;
+
+  // Method calls whose reply is sent later, by id. A disconnect drops them,
+  // and a completion whose call is gone sends nothing.
+  uint64_t next_call_id_ = 1;
+  std::map<uint64_t, sd_bus_message*> held_calls_;
+  uint64_t hold_call(sd_bus_message* m);
+  sd_bus_message* take_call(uint64_t id);
+  void drop_held_calls();
+
+  // Export files of one format. `sealed` is the last file sent, and it is
+  // sent again while the list has not grown. `next` is private to the daemon and
+  // is extended as the list grows, so that an Export after growth only
+  // appends the newest entries and seals it. After a file is sent, the
+  // worker prepares a new `next` from a copy of an earlier file. Both files
+  // are dropped export_cache_time after the last Export of the format.
+  struct ExportFiles {
+    std::optional<ListFile> sealed;
+    std::optional<ListFile> next;
+    bool preparing = false;       // a worker job owns `next`
+    std::vector<uint64_t> waiting;  // held Export calls
     Clock::time_point expires{};
   };
-  ExportCache export_cache_[2];  // indexed by CommittedList::Format
-  void drop_export_cache(ExportCache& cache);
-  // A descriptor of the list in `format` for Export, and its entry count;
-  // -1 and errno on failure.
-  std::pair<int, uint64_t> export_descriptor(CommittedList::Format format, uint64_t& bytes);
+  ExportFiles exports_[2];  // indexed by CommittedList::Format
+  void export_list(sd_bus_message* m, CommittedList::Format format);
+  // Replies to the held Export call `id` with the current list, or keeps it
+  // waiting until the worker has prepared a file.
+  void serve_export(uint64_t id, CommittedList::Format format);
+  // Starts the worker on a new `next` file, copied from `retired` (the file
+  // sent before the current one) or from `sealed`, or rendered anew.
+  void prepare_export(CommittedList::Format format, std::optional<ListFile> retired = std::nullopt);
+  void maintain_exports(Clock::time_point now);
+
+  void finish_export_preparation(CommittedList::Format format, std::shared_ptr<ListFile> next, int error_code);
+  void reply_held_error(uint64_t id, const std::string& failure, int code);
+  size_t outstanding_jobs_ = 0;  // jobs whose completion has not run yet
+
+  // Replies to Verify once the worker has replayed the list.
+  void verify(sd_bus_message* m, LiveVerifyRequest request, std::vector<BackendReference> references);
+  void reply_verify(uint64_t id, const LiveVerifyResult& result);
+  size_t verify_calls_ = 0;  // Verify calls whose replay has not finished
 };
 
 // Opens the bus that `bus` names: "system", "session", or an address.

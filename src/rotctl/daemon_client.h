@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "imarot/measurement_list.h"
+#include "imarot/replay.h"
 #include "rotctl.h"
 
 typedef struct sd_bus sd_bus;
@@ -44,6 +45,21 @@ struct DaemonStatus {
   uint64_t lost_events = 0;
 };
 
+// One backend's part of the daemon's Verify result.
+struct RemoteVerifyBackend {
+  std::string id;
+  std::string register_kind;
+  uint32_t register_index = 0;
+  std::string state;
+  imarot::VerifyReport report;
+};
+
+struct RemoteVerify {
+  bool ok = false;
+  uint64_t entries = 0;  // entries of the list the daemon replayed
+  std::vector<RemoteVerifyBackend> backends;
+};
+
 // A D-Bus connection to imarotd. Every failure ends the program through
 // fail(): kExitUnreachable when the bus or the daemon cannot be reached or
 // the caller is denied, kExitUsage for arguments the daemon rejects.
@@ -68,6 +84,9 @@ class DaemonClient {
   std::optional<std::vector<std::pair<uint32_t, imarot::Digest>>> read_registers(
       const std::string& backend, imarot::HashAlgo bank, const std::vector<uint32_t>& registers);
   std::pair<std::string, std::string> boot_aggregate(const std::string& backend, const std::string& ima_hash);
+  // Asks the daemon to replay its list against its backends' registers
+  // (Verify). An empty `backend`, `banks` or `pcr` checks every one.
+  RemoteVerify verify(const std::string& backend, const std::vector<std::string>& banks, std::optional<uint32_t> pcr);
 
   // Calls `on_count` with the count of each EntriesCommitted signal until it
   // returns false. Subscribe first, then read, so that no signal is missed.

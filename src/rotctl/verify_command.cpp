@@ -1,7 +1,6 @@
 // rotctl verify: replay a measurement list against reference register values,
 // or the running daemon's list against its backends' registers.
 #include <iostream>
-#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -102,68 +101,21 @@ void print_json(const imarot::VerifyReport& report) {
   std::cout << report_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
-// Reads the values a live check compares with: the backend's register in
-// every bank, keyed by the register that the list's entries name. For the
-// first backend of a TPM it also reads PCR 0-9 (0-7 in sha1) for the
-// boot_aggregate check.
-imarot::RegisterValues read_live_reference(DaemonClient& client, const RemoteBackend& backend, uint32_t list_register,
-                                           bool boot_pcrs, const std::optional<std::set<imarot::HashAlgo>>& only) {
-  imarot::RegisterValues reference;
-  for (const std::string& name : backend.banks) {
-    auto bank = imarot::hash_algo_from_name(name);
-    if (!bank || (only && only->count(*bank) == 0)) continue;
-    std::vector<uint32_t> registers = {backend.register_index};
-    if (boot_pcrs) {
-      for (uint32_t i = 0; i < imarot::boot_aggregate_pcr_count(*bank); ++i) {
-        if (i != backend.register_index) registers.push_back(i);
-      }
-    }
-    auto values = client.read_registers(backend.id, *bank, registers);
-    if (!values) continue;  // an unallocated bank has nothing to check
-    for (const auto& [index, value] : *values) {
-      uint32_t key = index == backend.register_index ? list_register : index;
-      reference[imarot::RegisterId{key, *bank}] = value;
-    }
-  }
-  return reference;
-}
-
-// Registers are read before the list, so that the list contains at least
-// the entries in them. Entries committed between the two reads show up as
-// unverified trailing entries, not as failures.
+// The daemon replays its own list against the registers of each backend
+// (the D-Bus method Verify), so the list does not cross the bus. It reads
+// the registers before it takes the list, so entries committed in between
+// show up as unverified trailing entries, not as failures.
 void run_verify_live(const VerifyCommandOptions& options) {
   if (options.column_bank != "sha1") fail(kExitUsage, "--column-bank applies to --input files");
+  for (const auto& bank : options.banks) parse_algo_option("--bank", bank);
   DaemonClient client(options.bus);
-  DaemonStatus status = client.status();
-  if (status.backends.empty()) fail(kExitUsage, "imarotd has no backends whose registers could be checked");
+  if (!options.backend.empty()) find_remote_backend(client.status(), options.backend, "");
 
-  imarot::VerifyOptions verify_options;
-  verify_options.pcr = options.pcr;
-  verify_options.allow_trailing = true;
-  if (!options.banks.empty()) {
-    verify_options.banks.emplace();
-    for (const auto& bank : options.banks) verify_options.banks->insert(parse_algo_option("--bank", bank));
-  }
-
-  uint32_t list_register = status.backends.front().register_index;
-  std::vector<RemoteBackend> backends = status.backends;
-  if (!options.backend.empty()) backends = {find_remote_backend(status, options.backend, "")};
-  std::vector<imarot::RegisterValues> references;
-  for (const RemoteBackend& backend : backends) {
-    bool primary_tpm = backend.id == status.backends.front().id && backend.register_kind == "PCR" &&
-                       backend.register_count >= 10;
-    references.push_back(read_live_reference(client, backend, list_register, primary_tpm, verify_options.banks));
-  }
-  imarot::ParsedList list = daemon_list(client);
-
-  bool ok = true;
+  RemoteVerify result = client.verify(options.backend, options.banks, options.pcr);
   nlohmann::json json_backends = nlohmann::json::array();
-  for (size_t i = 0; i < backends.size(); ++i) {
-    const RemoteBackend& backend = backends[i];
-    imarot::VerifyReport report = imarot::verify_list(list, references[i], verify_options);
-    ok = ok && report.ok();
+  for (const RemoteVerifyBackend& backend : result.backends) {
     if (options.json) {
-      nlohmann::json item = report_json(report);
+      nlohmann::json item = report_json(backend.report);
       item["backend"] = backend.id;
       item["register_kind"] = backend.register_kind;
       item["register"] = backend.register_index;
@@ -172,18 +124,18 @@ void run_verify_live(const VerifyCommandOptions& options) {
     } else {
       std::cout << fmt::format("backend {} ({} {}, {}):\n", backend.id, backend.register_kind, backend.register_index,
                                backend.state);
-      print_human(report);
+      print_human(backend.report);
     }
   }
   if (options.json) {
     nlohmann::json out;
-    out["ok"] = ok;
-    out["entries"] = list.entries.size();
+    out["ok"] = result.ok;
+    out["entries"] = result.entries;
     out["backends"] = std::move(json_backends);
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   }
   std::cout.flush();
-  if (!ok) throw CLI::RuntimeError(kExitCheckFailed);
+  if (!result.ok) throw CLI::RuntimeError(kExitCheckFailed);
 }
 
 void run_verify(const VerifyCommandOptions& options) {

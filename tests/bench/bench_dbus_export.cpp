@@ -7,7 +7,8 @@
 // the daemon uses. The list is appended to a real LogStore, and the ascii
 // file is written by the real Exporter into a runtime directory on tmpfs
 // (/dev/shm), as /run is on a booted system. Every time is the median of
-// several warm runs.
+// several warm runs, except the first Export, which is timed once: it
+// renders the whole list into a new file.
 //
 // Usage: bench_dbus_export [ENTRIES] (default 100000)
 #include <fcntl.h>
@@ -271,12 +272,15 @@ int main(int argc, char** argv) {
   };
   size_t file_bytes = read_file();
   std::string file_copy = buffer;
+  double first_start = bench::now_seconds();
   size_t ascii_bytes = export_fd(bus, "ascii", buffer);
+  double first_ms = (bench::now_seconds() - first_start) * 1000.0;
   if (buffer != file_copy) die("the ascii export differs from the exported file");
   size_t binary_bytes = export_fd(bus, "binary", buffer);
 
   // The service sends its last export again while the list has not grown;
-  // committing one entry before a run makes it build a new memfd.
+  // committing one entry before a run makes it append that entry to the
+  // file it keeps ready and seal that file.
   const imarot::Entry extra = entries.back();
   std::vector<double> file_times, unchanged_times, grown_times, binary_times;
   auto timed = [](std::vector<double>& times, auto body) {
@@ -312,12 +316,14 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %9.2f ms  %6.1f MiB   1.00x\n", "read ascii file (tmpfs)", file_ms, file_bytes / 1048576.0);
   std::printf("  %-34s %9.2f ms  %6.1f MiB  %5.2fx\n", "Export ascii, list unchanged", ascii_ms,
               ascii_bytes / 1048576.0, ascii_ms / file_ms);
-  std::printf("  %-34s %9.2f ms  %6.1f MiB  %5.2fx\n", "Export ascii, list grown (new memfd)", fresh_ms,
+  std::printf("  %-34s %9.2f ms  %6.1f MiB  %5.2fx\n", "Export ascii, list grown", fresh_ms,
               ascii_bytes / 1048576.0, fresh_ms / file_ms);
   std::printf("  %-34s %9.2f ms  %6.1f MiB  %5.2fx\n", "Export binary, list grown", binary_ms,
               binary_bytes / 1048576.0, binary_ms / file_ms);
   std::printf("  %-34s %9.2f ms  %6s      %5.2fx\n", fmt::format("ReadEntries ({} per page)", kPage).c_str(), pages_ms,
               "-", pages_ms / file_ms);
+  std::printf("  %-34s %9.2f ms  %6.1f MiB  %5.2fx  (once)\n", "first Export ascii (file rendered)", first_ms,
+              ascii_bytes / 1048576.0, first_ms / file_ms);
   std::printf("target: Export ascii within 2x of the file read: %s unchanged, %s after growth\n",
               ascii_ms <= 2 * file_ms ? "met" : "NOT met", fresh_ms <= 2 * file_ms ? "met" : "NOT met");
   return 0;

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 
 #include "daemon_harness.h"
 #include "imarot/measurement_list.h"
+#include "rot_test_util.h"
 #include "imarot/replay.h"
 
 namespace imarotd::test {
@@ -374,6 +377,71 @@ TEST_F(DBusService, ExportAgainGetsOwnOffsetAndNewEntries) {
   EXPECT_NE(third_text.find("/again1"), std::string::npos) << third_text;
 }
 
+TEST_F(DBusService, ExportKeepsEarlierSnapshots) {
+  measure("snap0", "snapshot 0");
+  auto first = bus_->call("Export", [](sd_bus_message* m) { return sd_bus_message_append(m, "s", "binary"); });
+  ASSERT_TRUE(first->ok()) << first->error_message();
+  int first_fd = -1;
+  uint64_t first_count = 0;
+  ASSERT_GE(sd_bus_message_read(first->message, "ht", &first_fd, &first_count), 0);
+  std::string first_bytes = read_all(first_fd);
+
+  // Calls sent together right after growth, while the daemon prepares its
+  // next file, each get a sealed file of whole records that matches its
+  // own count.
+  measure("snap1", "snapshot 1");
+  struct Pending {
+    sd_bus_slot* slot = nullptr;
+    bool done = false;
+    std::string bytes;
+    uint64_t count = 0;
+    std::string error;
+  };
+  std::vector<Pending> pending(6);
+  auto on_reply = [](sd_bus_message* m, void* userdata, sd_bus_error* /*error*/) -> int {
+    auto* call = static_cast<Pending*>(userdata);
+    call->done = true;
+    if (sd_bus_message_is_method_error(m, nullptr)) {
+      call->error = sd_bus_message_get_error(m)->message;
+      return 0;
+    }
+    int fd = -1;
+    if (sd_bus_message_read(m, "ht", &fd, &call->count) < 0) {
+      call->error = "unexpected reply";
+      return 0;
+    }
+    call->bytes = read_all(fd);
+    return 0;
+  };
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (i == 3) measure("snap2", "snapshot 2");
+    ASSERT_GE(sd_bus_call_method_async(bus_->get(), &pending[i].slot, "org.imarot1", "/org/imarot1",
+                                       "org.imarot1.Manager", "Export", on_reply, &pending[i], "s", "binary"),
+              0);
+  }
+  ASSERT_TRUE(bus_->process_until(
+      [&] {
+        for (const Pending& call : pending) {
+          if (!call.done) return false;
+        }
+        return true;
+      },
+      20s));
+  for (size_t i = 0; i < pending.size(); ++i) {
+    sd_bus_slot_unref(pending[i].slot);
+    ASSERT_TRUE(pending[i].error.empty()) << pending[i].error;
+    imarot::ParsedList parsed = imarot::parse_binary_list(
+        imarot::ByteView(reinterpret_cast<const uint8_t*>(pending[i].bytes.data()), pending[i].bytes.size()));
+    EXPECT_FALSE(parsed.error) << "call " << i;
+    EXPECT_EQ(parsed.entries.size(), pending[i].count) << "call " << i;
+    EXPECT_GE(pending[i].count, i < 3 ? 3u : 4u) << "call " << i;
+    EXPECT_EQ(pending[i].bytes.rfind(first_bytes, 0), 0u) << "call " << i << ": the list only grows";
+  }
+
+  EXPECT_EQ(read_all(first_fd), first_bytes) << "a file already sent never changes";
+  EXPECT_EQ(first_count, 2u);
+}
+
 TEST_F(DBusService, ExportRejectsUnknownFormat) {
   for (const char* format : {"xml", "", "ASCII", "binary "}) {
     auto reply = bus_->call("Export", [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", format); });
@@ -434,6 +502,230 @@ TEST_F(DBusService, ReadRegistersRejectsBadArguments) {
     EXPECT_EQ(reply->error_name(), c.error_name) << c.expected;
     EXPECT_NE(reply->error_message().find(c.expected), std::string::npos) << reply->error_message();
   }
+  EXPECT_TRUE(harness_.daemon_running());
+}
+
+// Verify's reply, reduced to what the tests check.
+struct VerifyReply {
+  bool ok = false;
+  uint64_t entries = 0;
+  struct Backend {
+    std::string id;
+    std::string register_kind;
+    uint32_t register_index = 0;
+    bool ok = false;
+    uint64_t entries = 0;
+    int64_t first_failing_entry = -1;
+    std::vector<std::string> checks;  // "INDEX BANK match" or "INDEX BANK MISMATCH"
+    std::vector<std::string> failures;
+  };
+  std::vector<Backend> backends;
+};
+
+std::vector<std::string> read_finding_messages(sd_bus_message* m) {
+  std::vector<std::string> messages;
+  EXPECT_GE(sd_bus_message_enter_container(m, 'a', "(xs)"), 0);
+  int64_t entry = 0;
+  const char* message = nullptr;
+  while (sd_bus_message_read(m, "(xs)", &entry, &message) > 0) messages.emplace_back(message);
+  EXPECT_GE(sd_bus_message_exit_container(m), 0);
+  return messages;
+}
+
+VerifyReply parse_verify(sd_bus_message* m) {
+  VerifyReply reply;
+  int ok = 0;
+  EXPECT_GE(sd_bus_message_read(m, "bt", &ok, &reply.entries), 0);
+  reply.ok = ok != 0;
+  EXPECT_GE(sd_bus_message_enter_container(m, 'a', "(ssusbttxa(ussstb)a(xs)a(xs))"), 0);
+  while (sd_bus_message_enter_container(m, 'r', "ssusbttxa(ussstb)a(xs)a(xs)") > 0) {
+    VerifyReply::Backend backend;
+    const char* id = nullptr;
+    const char* kind = nullptr;
+    const char* state = nullptr;
+    int backend_ok = 0;
+    uint64_t violations = 0;
+    EXPECT_GE(sd_bus_message_read(m, "ssusbttx", &id, &kind, &backend.register_index, &state, &backend_ok,
+                                  &backend.entries, &violations, &backend.first_failing_entry),
+              0);
+    backend.id = id;
+    backend.register_kind = kind;
+    backend.ok = backend_ok != 0;
+    EXPECT_GE(sd_bus_message_enter_container(m, 'a', "(ussstb)"), 0);
+    uint32_t index = 0;
+    const char* bank = nullptr;
+    const char* reference = nullptr;
+    const char* replayed = nullptr;
+    uint64_t entries = 0;
+    int matched = 0;
+    while (sd_bus_message_read(m, "(ussstb)", &index, &bank, &reference, &replayed, &entries, &matched) > 0) {
+      backend.checks.push_back(fmt::format("{} {} {}", index, bank, matched ? "match" : "MISMATCH"));
+    }
+    EXPECT_GE(sd_bus_message_exit_container(m), 0);
+    backend.failures = read_finding_messages(m);
+    read_finding_messages(m);  // warnings
+    EXPECT_GE(sd_bus_message_exit_container(m), 0);
+    reply.backends.push_back(std::move(backend));
+  }
+  return reply;
+}
+
+// Appends Verify's a{sv} options: "backend" and "register" when set, and
+// "banks" when not empty.
+int append_verify_options(sd_bus_message* m, const std::string& backend, const std::vector<std::string>& banks,
+                          std::optional<uint32_t> index) {
+  int r = sd_bus_message_open_container(m, 'a', "{sv}");
+  if (r >= 0 && !backend.empty()) r = sd_bus_message_append(m, "{sv}", "backend", "s", backend.c_str());
+  if (r >= 0 && !banks.empty()) {
+    r = sd_bus_message_open_container(m, 'e', "sv");
+    if (r >= 0) r = sd_bus_message_append(m, "s", "banks");
+    if (r >= 0) r = sd_bus_message_open_container(m, 'v', "as");
+    if (r >= 0) r = sd_bus_message_open_container(m, 'a', "s");
+    for (const std::string& bank : banks) {
+      if (r >= 0) r = sd_bus_message_append(m, "s", bank.c_str());
+    }
+    for (int level = 0; level < 3 && r >= 0; ++level) r = sd_bus_message_close_container(m);
+  }
+  if (r >= 0 && index) r = sd_bus_message_append(m, "{sv}", "register", "u", *index);
+  if (r >= 0) r = sd_bus_message_close_container(m);
+  return r;
+}
+
+TEST_F(DBusService, VerifyMatchesRegisters) {
+  for (int i = 0; i < 3; ++i) measure(fmt::format("verify{}", i), fmt::format("verify {}", i));
+  auto reply = bus_->call("Verify", [](sd_bus_message* m) { return append_verify_options(m, "", {}, std::nullopt); });
+  ASSERT_TRUE(reply->ok()) << reply->error_message();
+  VerifyReply verify = parse_verify(reply->message);
+  EXPECT_TRUE(verify.ok);
+  EXPECT_EQ(verify.entries, 4u);
+  ASSERT_EQ(verify.backends.size(), 1u);
+  const VerifyReply::Backend& tpm = verify.backends[0];
+  EXPECT_EQ(tpm.id, "tpm2");
+  EXPECT_EQ(tpm.register_kind, "PCR");
+  EXPECT_EQ(tpm.register_index, 10u);
+  EXPECT_TRUE(tpm.ok);
+  EXPECT_EQ(tpm.entries, 4u);
+  EXPECT_EQ(tpm.first_failing_entry, -1);
+  EXPECT_EQ(tpm.checks, (std::vector<std::string>{"10 sha1 match", "10 sha256 match"}));
+  EXPECT_TRUE(tpm.failures.empty());
+}
+
+TEST_F(DBusService, VerifyHonorsBankAndRegister) {
+  measure("filtered", "filtered");
+  auto reply = bus_->call("Verify", [](sd_bus_message* m) { return append_verify_options(m, "tpm2", {"sha256"}, 10); });
+  ASSERT_TRUE(reply->ok()) << reply->error_message();
+  VerifyReply verify = parse_verify(reply->message);
+  EXPECT_TRUE(verify.ok);
+  ASSERT_EQ(verify.backends.size(), 1u);
+  EXPECT_EQ(verify.backends[0].checks, std::vector<std::string>{"10 sha256 match"});
+
+  // The list extends no register 11, which makes the check fail.
+  auto other = bus_->call("Verify", [](sd_bus_message* m) { return append_verify_options(m, "", {}, 11); });
+  ASSERT_TRUE(other->ok()) << other->error_message();
+  VerifyReply failed = parse_verify(other->message);
+  EXPECT_FALSE(failed.ok);
+  ASSERT_EQ(failed.backends.size(), 1u);
+  ASSERT_FALSE(failed.backends[0].failures.empty());
+  EXPECT_NE(failed.backends[0].failures[0].find("no entry of the list extends register 11"), std::string::npos)
+      << failed.backends[0].failures[0];
+}
+
+TEST_F(DBusService, VerifyReportsForeignExtend) {
+  measure("before", "before");
+  std::vector<std::pair<imarot::HashAlgo, imarot::Digest>> digests = {
+      {imarot::HashAlgo::sha256, imarot::Digest::filled(32, 0x42)}};
+  auto tools = imarot::test::SwtpmTools::find();
+  ASSERT_TRUE(tools);
+  auto extended = imarot::test::pcrextend(*tools, harness_.swtpm()->tcti(), 10, digests);
+  ASSERT_TRUE(extended) << extended.error().message;
+
+  auto reply = bus_->call("Verify", [](sd_bus_message* m) { return append_verify_options(m, "", {}, std::nullopt); });
+  ASSERT_TRUE(reply->ok()) << reply->error_message();
+  VerifyReply verify = parse_verify(reply->message);
+  EXPECT_FALSE(verify.ok);
+  ASSERT_EQ(verify.backends.size(), 1u);
+  EXPECT_EQ(verify.backends[0].checks, (std::vector<std::string>{"10 sha1 match", "10 sha256 MISMATCH"}));
+  EXPECT_FALSE(verify.backends[0].failures.empty());
+  EXPECT_TRUE(harness_.daemon_running());
+}
+
+TEST_F(DBusService, VerifyLimitsCallsInProgress) {
+  measure("busy", "busy");
+  struct Pending {
+    sd_bus_slot* slot = nullptr;
+    bool done = false;
+    std::string error_name;
+  };
+  std::vector<Pending> pending(12);
+  auto on_reply = [](sd_bus_message* m, void* userdata, sd_bus_error* /*error*/) -> int {
+    auto* call = static_cast<Pending*>(userdata);
+    call->done = true;
+    if (sd_bus_message_is_method_error(m, nullptr)) call->error_name = sd_bus_message_get_error(m)->name;
+    return 0;
+  };
+  for (Pending& call : pending) {
+    sd_bus_message* m = nullptr;
+    ASSERT_GE(sd_bus_message_new_method_call(bus_->get(), &m, "org.imarot1", "/org/imarot1", "org.imarot1.Manager",
+                                             "Verify"),
+              0);
+    ASSERT_GE(append_verify_options(m, "", {}, std::nullopt), 0);
+    ASSERT_GE(sd_bus_call_async(bus_->get(), &call.slot, m, on_reply, &call, 0), 0);
+    sd_bus_message_unref(m);
+  }
+  ASSERT_TRUE(bus_->process_until(
+      [&] {
+        for (const Pending& call : pending) {
+          if (!call.done) return false;
+        }
+        return true;
+      },
+      30s));
+  size_t succeeded = 0;
+  for (Pending& call : pending) {
+    sd_bus_slot_unref(call.slot);
+    if (call.error_name.empty()) {
+      ++succeeded;
+    } else {
+      EXPECT_EQ(call.error_name, "org.imarot1.Error.Busy");
+    }
+  }
+  EXPECT_GE(succeeded, 1u);
+  auto after = bus_->call("Verify", [](sd_bus_message* m) { return append_verify_options(m, "", {}, std::nullopt); });
+  EXPECT_TRUE(after->ok()) << "the limit counts only calls in progress: " << after->error_message();
+}
+
+TEST_F(DBusService, VerifyRejectsBadOptions) {
+  struct Case {
+    std::function<int(sd_bus_message*)> append;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {[](sd_bus_message* m) { return append_verify_options(m, "nope", {}, std::nullopt); },
+       "backend: backend 'nope' not found; imarotd's backends are tpm2"},
+      {[](sd_bus_message* m) { return append_verify_options(m, "", {"sha999"}, std::nullopt); },
+       "options: banks: unknown hash algorithm 'sha999'"},
+      {[](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 1, "colour", "s", "blue"); },
+       "options: unknown key 'colour'; expected 'backend', 'banks' or 'register'"},
+      {[](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 1, "register", "s", "10"); },
+       "options: 'register' has type 's'; expected 'u'"},
+      {[](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 1, "banks", "s", "sha1"); },
+       "options: 'banks' has type 's'; expected 'as'"},
+      {[](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 1, "banks", "as", 0); },
+       "options: 'banks' is empty; expected at least one bank"},
+      {[](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 1, "backend", "s", ""); },
+       "options: 'backend' is empty; expected a backend id"},
+  };
+  for (const Case& c : cases) {
+    auto reply = bus_->call("Verify", c.append);
+    ASSERT_FALSE(reply->ok()) << c.expected;
+    EXPECT_EQ(reply->error_name(), "org.freedesktop.DBus.Error.InvalidArgs") << c.expected;
+    EXPECT_NE(reply->error_message().find(c.expected), std::string::npos) << reply->error_message();
+  }
+
+  CommandResult wrong_signature = busctl(harness_.address(), {"call", "org.imarot1", "/org/imarot1",
+                                                              "org.imarot1.Manager", "Verify", "s", "tpm2"});
+  EXPECT_NE(wrong_signature.exit_code, 0);
+  EXPECT_NE(wrong_signature.err.find("expecting 'a{sv}'"), std::string::npos) << wrong_signature.err;
   EXPECT_TRUE(harness_.daemon_running());
 }
 
@@ -591,6 +883,12 @@ TEST_F(DBusService, ReaderGroupMayReadButNotReload) {
   EXPECT_EQ(property.exit_code, 0) << property.err;
   EXPECT_EQ(property.out, "t 1\n");
 
+  CommandResult verify = run_as(kReaderUid, {BUSCTL_PATH, "--address=" + harness_.address(), "call", "org.imarot1",
+                                             "/org/imarot1", "org.imarot1.Manager", "Verify", "a{sv}", "1", "banks",
+                                             "as", "1", "sha256"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_EQ(verify.out.rfind("bta(ssusbttxa(ussstb)a(xs)a(xs)) true 1 1 \"tpm2\"", 0), 0u) << verify.out;
+
   CommandResult reload = run_as(kReaderUid, {BUSCTL_PATH, "--address=" + harness_.address(), "call", "org.imarot1",
                                              "/org/imarot1", "org.imarot1.Manager", "ReloadPolicy"});
   EXPECT_NE(reload.exit_code, 0);
@@ -603,6 +901,11 @@ TEST_F(DBusService, StrangerIsDeniedByBusPolicy) {
                                              "/org/imarot1", "org.imarot1.Manager", "ReadEntries", "uu", "0", "1"});
   EXPECT_NE(read.exit_code, 0);
   EXPECT_NE(read.err.find("Access denied"), std::string::npos) << read.err;
+
+  CommandResult verify = run_as(kStrangerUid, {BUSCTL_PATH, "--address=" + harness_.address(), "call", "org.imarot1",
+                                               "/org/imarot1", "org.imarot1.Manager", "Verify", "a{sv}", "0"});
+  EXPECT_NE(verify.exit_code, 0);
+  EXPECT_NE(verify.err.find("Access denied"), std::string::npos) << verify.err;
 
   CommandResult property = run_as(kStrangerUid, {BUSCTL_PATH, "--address=" + harness_.address(), "get-property",
                                                  "org.imarot1", "/org/imarot1", "org.imarot1.Manager", "EntryCount"});

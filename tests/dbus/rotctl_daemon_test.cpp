@@ -287,6 +287,28 @@ TEST_F(RotctlDaemon, VerifyLiveFailsOnForeignExtend) {
   EXPECT_EQ(nlohmann::json::parse(json.out)["ok"], false);
 }
 
+TEST_F(RotctlDaemon, VerifyLiveFilters) {
+  measure("filter", "filter");
+  CommandResult result = run({"verify", "--bank", "sha256", "--pcr", "10", "--backend", "tpm2"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("register 10 sha256  match"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("sha1 "), std::string::npos) << result.out;
+
+  CommandResult unknown = run({"verify", "--backend", "nope"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("--backend 'nope': imarotd has no such backend"), std::string::npos) << unknown.err;
+
+  CommandResult bad_bank = run({"verify", "--bank", "sha999"});
+  EXPECT_EQ(bad_bank.exit_code, 2);
+  EXPECT_NE(bad_bank.err.find("sha999"), std::string::npos) << bad_bank.err;
+}
+
+TEST_F(RotctlDaemon, ReaderGroupVerifies) {
+  CommandResult verify = run_as(kReaderUid, {ROTCTL_PATH, "verify", "--json", "--bus", harness_.address()});
+  ASSERT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_EQ(nlohmann::json::parse(verify.out)["ok"], true);
+}
+
 TEST_F(RotctlDaemon, UnreachableDaemonExitsThree) {
   harness_.stop_daemon();
   for (const auto& command : std::vector<std::vector<std::string>>{

@@ -1,11 +1,17 @@
 // The D-Bus service's parts that need no bus: the "dbus" setting of
-// imarotd.json and the committed-entry index the service reads from.
+// imarotd.json, the committed-entry index the service reads from, and the
+// memfds behind Export.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 
 #include "committed_list.h"
 #include "config.h"
+#include "list_file.h"
 
 namespace imarotd {
 namespace {
@@ -19,10 +25,24 @@ imarot::Entry file_entry(size_t index, size_t name_length = 40) {
   return *imarot::make_entry(10, *imarot::find_builtin_template("ima-ng"), input);
 }
 
-std::string joined(const CommittedList::Snapshot& snapshot) {
-  std::string all;
-  for (const auto& chunk : snapshot.chunks) all += *chunk;
-  return all;
+std::string rendered(const CommittedList& list, CommittedList::Format format, uint64_t begin = 0,
+                     uint64_t end = UINT64_MAX) {
+  std::string out;
+  list.render(format, begin, end, out);
+  return out;
+}
+
+std::string as_string(const imarot::Bytes& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+std::string read_whole_fd(int fd) {
+  std::string out;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return out;
 }
 
 TEST(DBusConfig, DefaultsToSystemBus) {
@@ -64,9 +84,11 @@ TEST(CommittedList, ServesEntriesInBothFormats) {
   EXPECT_EQ(list.size(), 3u);
 
   std::vector<imarot::Entry> all = {file_entry(0), file_entry(1), file_entry(2)};
-  EXPECT_EQ(joined(list.snapshot(CommittedList::Format::ascii)), imarot::serialize_ascii(all));
-  imarot::Bytes binary = imarot::serialize_binary(all);
-  EXPECT_EQ(joined(list.snapshot(CommittedList::Format::binary)), std::string(binary.begin(), binary.end()));
+  EXPECT_EQ(rendered(list, CommittedList::Format::ascii), imarot::serialize_ascii(all));
+  EXPECT_EQ(rendered(list, CommittedList::Format::binary), as_string(imarot::serialize_binary(all)));
+  EXPECT_EQ(rendered(list, CommittedList::Format::ascii, 1, 2), imarot::serialize_ascii({all[1]}));
+  EXPECT_EQ(rendered(list, CommittedList::Format::binary, 2, 9), as_string(imarot::serialize_binary({all[2]})));
+  EXPECT_EQ(rendered(list, CommittedList::Format::ascii, 3), "");
 
   std::vector<imarot::Entry> middle = list.read(1, 1, 1 << 20);
   ASSERT_EQ(middle.size(), 1u);
@@ -110,19 +132,67 @@ TEST(CommittedList, ReadsAcrossChunks) {
                                            entries.begin() + static_cast<ptrdiff_t>(first + 1000)),
                 first);
   }
-  CommittedList::Snapshot snapshot = list.snapshot(CommittedList::Format::binary);
-  EXPECT_GE(snapshot.chunks.size(), 4u);
-  EXPECT_EQ(snapshot.entries, entries.size());
-  std::string all = joined(snapshot);
-  EXPECT_EQ(all.size(), snapshot.bytes);
-  imarot::Bytes expected = imarot::serialize_binary(entries);
-  EXPECT_TRUE(all == std::string(expected.begin(), expected.end()));
+  std::string all;
+  EXPECT_EQ(list.render(CommittedList::Format::binary, 0, UINT64_MAX, all), entries.size());
+  EXPECT_TRUE(all == as_string(imarot::serialize_binary(entries)));
+  std::string ascii;
+  EXPECT_EQ(list.render(CommittedList::Format::ascii, 0, UINT64_MAX, ascii), entries.size());
+  EXPECT_TRUE(ascii == imarot::serialize_ascii(entries));
 
   std::vector<imarot::Entry> read = list.read(3000, 4096, 64 << 20);
   ASSERT_EQ(read.size(), 4096u);
   for (size_t i = 0; i < read.size(); ++i) {
     ASSERT_EQ(read[i].data, entries[3000 + i].data) << "entry " << 3000 + i;
   }
+}
+
+TEST(CommittedList, KeepsRecordLargerThanChunk) {
+  // A 5 MB file name makes a record larger than a 4 MiB chunk.
+  std::vector<imarot::Entry> entries = {file_entry(0), file_entry(1, 5 << 20), file_entry(2)};
+  CommittedList list({});
+  list.append(entries, 0);
+  EXPECT_TRUE(rendered(list, CommittedList::Format::binary) == as_string(imarot::serialize_binary(entries)));
+  std::vector<imarot::Entry> read = list.read(1, 2, 64 << 20);
+  ASSERT_EQ(read.size(), 2u);
+  EXPECT_EQ(read[0].data, entries[1].data);
+  EXPECT_EQ(read[1].data, entries[2].data);
+}
+
+TEST(ListFile, ExtendsCopiesAndSeals) {
+  std::vector<imarot::Entry> entries;
+  for (size_t i = 0; i < 20000; ++i) entries.push_back(file_entry(i));
+  CommittedList list(std::vector<imarot::Entry>(entries.begin(), entries.begin() + 10000));
+
+  std::optional<ListFile> file = create_list_file();
+  ASSERT_TRUE(file) << std::strerror(errno);
+  ASSERT_TRUE(extend_list_file(*file, list, CommittedList::Format::ascii, UINT64_MAX)) << std::strerror(errno);
+  EXPECT_EQ(file->entries, 10000u);
+  std::string first_half = imarot::serialize_ascii(std::vector<imarot::Entry>(entries.begin(), entries.begin() + 10000));
+  EXPECT_EQ(file->bytes, first_half.size());
+
+  ASSERT_TRUE(seal_list_file(*file)) << std::strerror(errno);
+  int sealed_fd = reopen_read_only(*file);
+  ASSERT_GE(sealed_fd, 0) << std::strerror(errno);
+  EXPECT_TRUE(read_whole_fd(sealed_fd) == first_half);
+  EXPECT_EQ(::fcntl(sealed_fd, F_GET_SEALS),
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  EXPECT_LT(::write(file->fd.get(), "x", 1), 0) << "a sealed file takes no writes, even from the daemon";
+  EXPECT_EQ(errno, EPERM);
+  ::close(sealed_fd);
+
+  // The next generation starts as a copy and takes the newer entries.
+  list.append(std::vector<imarot::Entry>(entries.begin() + 10000, entries.end()), 10000);
+  std::optional<ListFile> next = copy_list_file(*file);
+  ASSERT_TRUE(next) << std::strerror(errno);
+  EXPECT_EQ(next->entries, 10000u);
+  ASSERT_TRUE(extend_list_file(*next, list, CommittedList::Format::ascii, 15000));
+  EXPECT_EQ(next->entries, 15000u);
+  ASSERT_TRUE(extend_list_file(*next, list, CommittedList::Format::ascii, UINT64_MAX));
+  EXPECT_EQ(next->entries, 20000u);
+  int next_fd = reopen_read_only(*next);
+  ASSERT_GE(next_fd, 0);
+  EXPECT_TRUE(read_whole_fd(next_fd) == imarot::serialize_ascii(entries));
+  ::close(next_fd);
 }
 
 }  // namespace
