@@ -159,7 +159,7 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
   static const std::set<std::string> kKeys = {
       "policy",      "template",      "hash_algorithm",   "state_directory", "runtime_directory", "event_source",
       "measure_before_use", "queue_size", "hash_threads", "plugin_directory", "filesystems",      "backends",
-      "log_level",   "dbus"};
+      "log_level",   "dbus",          "bpf_ring_buffer_kib"};
   for (const auto& [key, value] : root.items()) {
     if (kKeys.count(key) == 0) {
       return validator.error("/" + key, fmt::format("unknown setting \"{}\"; see imarotd.json(5) for the settings",
@@ -254,6 +254,7 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
   }
   if (auto ok = get_uint("queue_size", config.queue_size, 1, 1u << 24); !ok) return ok.error();
   if (auto ok = get_uint("hash_threads", config.hash_threads, 0, 256); !ok) return ok.error();
+  if (auto ok = get_uint("bpf_ring_buffer_kib", config.bpf_ring_buffer_kib, 16, 1u << 20); !ok) return ok.error();
 
   if (root.contains("filesystems")) {
     const json& list = root["filesystems"];

@@ -33,6 +33,9 @@ struct DaemonConfig {
   bool measure_before_use = false;
   uint32_t queue_size = 65536;
   uint32_t hash_threads = 0;  // 0: one per online CPU
+  // Ring buffer of the eBPF LSM source in KiB, rounded up to a power of two
+  // pages. A full buffer drops records, which become a violation entry.
+  uint32_t bpf_ring_buffer_kib = 8192;
   std::string plugin_directory;
   std::vector<std::string> filesystems;  // empty: every filesystem the policy may measure
   std::vector<BackendConfig> backends;

@@ -6,6 +6,9 @@
 
 #include "daemon.h"
 #include "fanotify_source.h"
+#ifdef IMAROTD_HAVE_BPF
+#include "bpf_source.h"
+#endif
 
 namespace imarotd {
 namespace {
@@ -35,15 +38,51 @@ bool policy_may_measure(const imarot::Policy& policy, const MountedFilesystem& f
   return false;
 }
 
-std::string read_text(const std::string& path) {
+[[maybe_unused]] std::string read_text(const std::string& path) {
   std::ifstream in(path);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
+
+#ifdef IMAROTD_HAVE_BPF
+// Runs the eBPF LSM source's phases up to attach, so a kernel that refuses
+// the programs is found here, while fanotify can still take over.
+imarot::Result<std::unique_ptr<BpfSource>> open_bpf_source(const DaemonConfig& config, const imarot::Policy& policy) {
+  if (auto active = BpfSource::probe_bpf_lsm(); !active) return active.error();
+  BpfSourceOptions options;
+  // The register of rules without pcr= is the backend's, unknown here, so
+  // it counts as a register of its own when rules are compared.
+  options.filter = derive_bpf_filter(policy, UINT32_MAX);
+  options.ring_buffer_bytes = static_cast<size_t>(config.bpf_ring_buffer_kib) * 1024;
+  auto source = std::make_unique<BpfSource>(options);
+  if (auto attached = source->attach(); !attached) return attached.error();
+  return source;
+}
+#endif
 
 }  // namespace
 
 imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, const imarot::Policy& policy) {
   SourceChoice choice;
+#ifdef IMAROTD_HAVE_BPF
+  if (config.event_source != EventSourceChoice::fanotify) {
+    auto bpf = open_bpf_source(config, policy);
+    if (bpf) {
+      choice.source = std::move(*bpf);
+      choice.reason = config.event_source == EventSourceChoice::bpf
+                          ? "selected in the configuration"
+                          : "the BPF LSM is active and its programs loaded";
+      return choice;
+    }
+    if (config.event_source == EventSourceChoice::bpf) {
+      return imarot::Error{fmt::format("{}: \"event_source\": \"bpf\" cannot start: {}; use \"auto\" to fall back "
+                                       "to fanotify",
+                                       config.source_path, bpf.error().message)};
+    }
+    choice.reason = fmt::format("the eBPF LSM source is unavailable: {}", bpf.error().message);
+  } else {
+    choice.reason = "selected in the configuration";
+  }
+#else
   if (config.event_source == EventSourceChoice::bpf) {
     return imarot::Error{fmt::format("{}: \"event_source\": \"bpf\" is not available: this imarotd was built "
                                      "without the eBPF LSM source; use \"auto\" or \"fanotify\"",
@@ -52,8 +91,8 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
   if (config.event_source == EventSourceChoice::fanotify) {
     choice.reason = "selected in the configuration";
   } else {
-    // NOTE: the eBPF LSM source is not built yet, so auto always ends on
-    // fanotify. The reason states what a later build would find.
+    // This build has no eBPF LSM source, so auto always ends on fanotify.
+    // The reason states what a build with it would find.
     std::string lsm = read_text("/sys/kernel/security/lsm");
     if (lsm.empty()) {
       choice.reason = "/sys/kernel/security/lsm is not readable, so the BPF LSM cannot be confirmed";
@@ -63,6 +102,7 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
       choice.reason = "this imarotd was built without the eBPF LSM source";
     }
   }
+#endif
 
   FanotifyOptions options;
   options.measure_before_use = config.measure_before_use;

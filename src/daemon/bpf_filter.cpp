@@ -1,0 +1,122 @@
+// The in-kernel filter of the eBPF LSM source, derived from the policy.
+#include <limits>
+#include <optional>
+
+#include "bpf_source.h"
+
+namespace imarotd {
+namespace {
+
+constexpr size_t kHookCount = 9;
+
+imarot::PolicyFunc func_of(size_t hook) {
+  switch (static_cast<Hook>(hook)) {
+    case Hook::bprm_check:
+      return imarot::PolicyFunc::bprm_check;
+    case Hook::mmap_check:
+      return imarot::PolicyFunc::mmap_check;
+    case Hook::mmap_check_reqprot:
+      return imarot::PolicyFunc::mmap_check_reqprot;
+    case Hook::file_check:
+      return imarot::PolicyFunc::file_check;
+    case Hook::module_check:
+      return imarot::PolicyFunc::module_check;
+    case Hook::firmware_check:
+      return imarot::PolicyFunc::firmware_check;
+    case Hook::kexec_kernel_check:
+      return imarot::PolicyFunc::kexec_kernel_check;
+    case Hook::kexec_initramfs_check:
+      return imarot::PolicyFunc::kexec_initramfs_check;
+    case Hook::policy_check:
+      return imarot::PolicyFunc::policy_check;
+  }
+  return imarot::PolicyFunc::file_check;
+}
+
+bool is_measure_class(const imarot::PolicyRule& rule) {
+  return rule.action == imarot::PolicyAction::measure || rule.action == imarot::PolicyAction::dont_measure;
+}
+
+// Conditions other than func=.
+bool has_conditions_besides_func(const imarot::PolicyRule& rule) {
+  return rule.mask || rule.fsmagic || rule.fsname || rule.fsuuid || rule.uid || rule.euid || rule.gid ||
+         rule.egid || rule.fowner || rule.fgroup || rule.has_lsm_condition() || rule.keyrings || rule.labels;
+}
+
+bool has_conditions_besides_fsmagic(const imarot::PolicyRule& rule) {
+  return rule.func || rule.mask || rule.fsname || rule.fsuuid || rule.uid || rule.euid || rule.gid || rule.egid ||
+         rule.fowner || rule.fgroup || rule.has_lsm_condition() || rule.keyrings || rule.labels;
+}
+
+// The task uids a uid= condition accepts, or nullopt when it accepts none.
+std::optional<BpfFilter::UidRange> uid_range(const imarot::IdCondition& condition) {
+  constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
+  switch (condition.op) {
+    case imarot::IdOperator::equal:
+      return BpfFilter::UidRange{condition.value, condition.value};
+    case imarot::IdOperator::less:
+      if (condition.value == 0) return std::nullopt;
+      return BpfFilter::UidRange{0, condition.value - 1};
+    case imarot::IdOperator::greater:
+      if (condition.value == kMax) return std::nullopt;
+      return BpfFilter::UidRange{condition.value + 1, kMax};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+BpfFilter derive_bpf_filter(const imarot::Policy& policy, uint32_t default_pcr) {
+  BpfFilter filter;
+
+  for (size_t hook = 0; hook < kHookCount; ++hook) {
+    const imarot::PolicyFunc func = func_of(hook);
+    std::vector<BpfFilter::UidRange> ranges;
+    bool every_uid = false;
+    for (const auto& rule : policy.rules) {
+      if (!is_measure_class(rule) || (rule.func && *rule.func != func)) continue;
+      if (rule.action == imarot::PolicyAction::dont_measure) {
+        // Matches every event of the hook: nothing after it can measure.
+        if (!has_conditions_besides_func(rule)) break;
+        continue;
+      }
+      filter.hooks |= 1u << hook;
+      if (!rule.uid) {
+        every_uid = true;
+      } else if (auto range = uid_range(*rule.uid)) {
+        ranges.push_back(*range);
+      }
+    }
+    // More ranges than the programs check: let every uid through.
+    if (every_uid || ranges.size() > BpfFilter::kMaxUidRanges) ranges.clear();
+    filter.uid_ranges[hook] = std::move(ranges);
+  }
+
+  // A filesystem is skipped when an unconditional dont_measure fsmagic=X
+  // comes before every measure rule that could match a file on it.
+  for (size_t i = 0; i < policy.rules.size(); ++i) {
+    const auto& rule = policy.rules[i];
+    if (rule.action != imarot::PolicyAction::dont_measure || !rule.fsmagic || has_conditions_besides_fsmagic(rule)) {
+      continue;
+    }
+    bool reachable = false;
+    for (size_t j = 0; j < i; ++j) {
+      const auto& earlier = policy.rules[j];
+      if (earlier.action != imarot::PolicyAction::measure) continue;
+      if (!earlier.fsmagic || *earlier.fsmagic == *rule.fsmagic) reachable = true;
+    }
+    if (!reachable) filter.ignored_fsmagic.push_back(*rule.fsmagic);
+  }
+
+  std::optional<uint32_t> pcr;
+  filter.use_cache = true;
+  for (const auto& rule : policy.rules) {
+    if (rule.action != imarot::PolicyAction::measure) continue;
+    uint32_t rule_pcr = rule.pcr.value_or(default_pcr);
+    if (pcr && *pcr != rule_pcr) filter.use_cache = false;
+    pcr = rule_pcr;
+  }
+  return filter;
+}
+
+}  // namespace imarotd
