@@ -58,6 +58,8 @@ nlohmann::json status_json(const DaemonConfig& config, const std::string& source
   status["lost_events"] = counters.lost_events.load();
   status["duplicates"] = counters.duplicates.load();
   status["events"] = counters.events.load();
+  status["cached"] = counters.cached.load();
+  status["completed_from_identity"] = counters.completed_from_identity.load();
   status["event_source"] = source_name;
   status["policy"] = policy_source;
   status["template"] = std::string(config.default_template->list_name());
@@ -179,6 +181,10 @@ int run_daemon(const DaemonConfig& config) {
   options.hash_threads = config.hash_threads;
   Pipeline pipeline(options, *policy, **log, **exporter);
   pipeline.start();
+  // Reconciliation, the exporter, the D-Bus list and the pipeline have read
+  // the loaded entries. Keeping every entry in memory as well would cost
+  // about 200 bytes per entry.
+  (*log)->release_entries();
 
   if ((*log)->size() == 0) {
     auto boot_aggregate = (*rot)->boot_aggregate_entry(config.hash_algorithm, *config.default_template);
@@ -225,6 +231,9 @@ int run_daemon(const DaemonConfig& config) {
     }
     policy_source = (*reloaded)->source;
     pipeline.set_policy(*reloaded);
+    if (auto filtered = choice->source->policy_changed(**reloaded); !filtered) {
+      spdlog::error("the {} event source keeps its old filter: {}", choice->source->name(), filtered.error().message);
+    }
     spdlog::info("policy reloaded from {}: {} rules", policy_source, (*reloaded)->rules.size());
     return policy_source;
   };

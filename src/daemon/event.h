@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "imarot/policy.h"
 #include "imarot/result.h"
 
 namespace imarotd {
@@ -119,6 +120,28 @@ struct FileEvent {
   uint64_t lost_count = 0;
   std::string lost_reason;  // for EventKind::lost: "fanotify queue overflow", ...
   Completion completion;
+  // Called by the pipeline once the file, in the state `file` describes, is
+  // measured into the list or found measured and unchanged. Not called when
+  // the policy does not measure the event or the measurement failed. The
+  // eBPF source fills its in-kernel cache from it. May be empty.
+  std::function<void()> on_measured;
+};
+
+// An access described by its file alone, before the source has read
+// anything about the task (credentials, name, open flags). Sources pass it
+// to EventSink::complete_cached() to skip that work for files that are
+// already measured.
+struct CachedAccessProbe {
+  FileIdentity file;
+  uint32_t mask = 0;  // MAY_* bits of the access
+  // Every hook the access may be. An exec open is BPRM_CHECK for a program
+  // and MMAP_CHECK for the dynamic linker an ELF program names. Only the
+  // task's system call distinguishes them.
+  std::array<Hook, 2> hooks{};
+  size_t hook_count = 0;
+  // An open for reading: the sink counts the reader for open-writers and
+  // ToMToU as it does for a submitted FILE_CHECK access.
+  bool counts_reader = false;
 };
 
 // Receives events from a source. Implementations must be thread-safe where
@@ -128,6 +151,19 @@ class EventSink {
  public:
   virtual ~EventSink() = default;
   virtual void submit(FileEvent event) = 0;
+
+  // Completes an access from its file alone when nothing new can come of
+  // it. That holds when, for every hook in the probe, the policy's measure
+  // decision does not depend on the task and the file is either not
+  // measured under it or already measured and unchanged. A writer that
+  // would make the access an open-writers violation also rules it out.
+  // Returns true when the access is done and must not be submitted, and
+  // false when the source must submit the full event. Runs on the source's
+  // thread, like submit().
+  virtual bool complete_cached(const CachedAccessProbe& probe) {
+    (void)probe;
+    return false;
+  }
 };
 
 struct EventSourceStats {
@@ -147,6 +183,13 @@ class EventSource {
   // returns, so no task stays blocked on a stopped daemon.
   virtual void stop() = 0;
   virtual const EventSourceStats& stats() const = 0;
+  // Applies a reloaded policy to what the source filters before the
+  // pipeline (the eBPF source's in-kernel filter). Sources that send every
+  // event ignore it.
+  virtual imarot::Result<void> policy_changed(const imarot::Policy& policy) {
+    (void)policy;
+    return imarot::Ok{};
+  }
 };
 
 }  // namespace imarotd

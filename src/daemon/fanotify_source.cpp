@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -448,7 +449,38 @@ imarot::Result<ResolvedPath> resolve_path(int fd, const struct statx& stx, bool 
   return resolved;
 }
 
-FileIdentity identity_of(int fd, const struct statx& stx) {
+// Facts of one filesystem (superblock) that every file on it shares.
+struct FilesystemFacts {
+  uint64_t fsmagic = 0;
+  std::optional<std::array<uint8_t, 16>> fs_uuid;
+  bool has_generation = true;  // false once FS_IOC_GETVERSION failed with ENOTTY
+};
+
+// FilesystemFacts by device number. The reader clears it whenever its mount
+// table changes, because a device number is reused after an unmount.
+// NOTE: a UUID changed on a mounted filesystem (ext4 allows it) is seen
+// only after the next mount or unmount.
+using FilesystemFactsCache = std::unordered_map<dev_t, FilesystemFacts>;
+
+FilesystemFacts facts_of(int fd, dev_t dev, FilesystemFactsCache& cache) {
+  auto cached = cache.find(dev);
+  if (cached != cache.end()) return cached->second;
+
+  FilesystemFacts facts;
+  struct statfs sfs {};
+  if (::fstatfs(fd, &sfs) == 0) facts.fsmagic = static_cast<uint64_t>(sfs.f_type);
+  FsUuid2 uuid{};
+  if (::ioctl(fd, kFsIocGetFsUuid, &uuid) == 0 && uuid.len == sizeof uuid.uuid) {
+    std::array<uint8_t, 16> value{};
+    std::copy(std::begin(uuid.uuid), std::end(uuid.uuid), value.begin());
+    facts.fs_uuid = value;
+  }
+  // A failed fstatfs is tried again on the next event.
+  if (facts.fsmagic != 0) cache.emplace(dev, facts);
+  return facts;
+}
+
+FileIdentity identity_of(int fd, const struct statx& stx, FilesystemFactsCache& filesystems) {
   FileIdentity id;
   id.dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
   id.ino = stx.stx_ino;
@@ -457,19 +489,20 @@ FileIdentity identity_of(int fd, const struct statx& stx) {
   id.mode = stx.stx_mode;
   id.change_counter = static_cast<uint64_t>(stx.stx_ctime.tv_sec) * 1000000000ULL + stx.stx_ctime.tv_nsec;
 
+  const FilesystemFacts facts = facts_of(fd, id.dev, filesystems);
+  id.fsmagic = facts.fsmagic;
+  id.fs_uuid = facts.fs_uuid;
+
   // FS_IOC_GETVERSION stores an int at the address, whatever size its ioctl
-  // number encodes. Filesystems without generations return ENOTTY.
-  uint32_t generation[2] = {0, 0};
-  if (::ioctl(fd, FS_IOC_GETVERSION, generation) == 0) id.generation = generation[0];
-
-  struct statfs sfs {};
-  if (::fstatfs(fd, &sfs) == 0) id.fsmagic = static_cast<uint64_t>(sfs.f_type);
-
-  FsUuid2 uuid{};
-  if (::ioctl(fd, kFsIocGetFsUuid, &uuid) == 0 && uuid.len == sizeof uuid.uuid) {
-    std::array<uint8_t, 16> value{};
-    std::copy(std::begin(uuid.uuid), std::end(uuid.uuid), value.begin());
-    id.fs_uuid = value;
+  // number encodes. Filesystems without generations (tmpfs among them)
+  // return ENOTTY, and are not asked again until the mount table changes.
+  if (facts.has_generation) {
+    uint32_t generation[2] = {0, 0};
+    if (::ioctl(fd, FS_IOC_GETVERSION, generation) == 0) {
+      id.generation = generation[0];
+    } else if (errno == ENOTTY) {
+      if (auto cached = filesystems.find(id.dev); cached != filesystems.end()) cached->second.has_generation = false;
+    }
   }
   return id;
 }
@@ -603,10 +636,23 @@ class FanotifySource::Reader {
     ExecFormat last{};  // format of the file opened last in this execve
   };
 
+  // An exec open whose FAN_OPEN_PERM event has not been read yet. The
+  // kernel raises FAN_OPEN_EXEC_PERM and then, once it is allowed,
+  // FAN_OPEN_PERM for the same open, from the same thread.
+  struct PendingExecOpen {
+    FileKey file;
+    std::chrono::steady_clock::time_point seen;
+  };
+
   void read_events();
   void handle_event(const fanotify_event_metadata& meta);
+  std::optional<OpenCall> open_call_of(pid_t tid, const FileIdentity& file);
+  bool in_ignored_process(pid_t tid) const;
+  bool complete_cached(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file,
+                       const std::optional<OpenCall>& open_call);
   Hook exec_hook(const fanotify_event_metadata& meta, const FileEvent& base);
-  void deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base);
+  void deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base,
+                             const std::optional<OpenCall>& open_call);
   void submit(FileEvent event);
   void submit_lost(std::string reason);
 
@@ -618,7 +664,9 @@ class FanotifySource::Reader {
   UniqueFd mountinfo_;
   std::unordered_set<pid_t> ignored_;
   MountTable mounts_;
+  FilesystemFactsCache filesystems_;
   std::unordered_map<pid_t, ExecChain> exec_chains_;
+  std::unordered_map<pid_t, PendingExecOpen> exec_opens_;
   std::vector<char> buffer_;
   std::atomic<bool> stopping_{false};
 };
@@ -638,7 +686,10 @@ void FanotifySource::Reader::run() {
     }
     if (fds[1].revents != 0) break;
     // The mount table changed: a cached mount may have been detached.
-    if (count == 3 && (fds[2].revents & (POLLPRI | POLLERR)) != 0) mounts_.clear();
+    if (count == 3 && (fds[2].revents & (POLLPRI | POLLERR)) != 0) {
+      mounts_.clear();
+      filesystems_.clear();
+    }
     if ((fds[0].revents & POLLIN) != 0) read_events();
   }
 }
@@ -681,8 +732,7 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   }
 
   pid_t tid = meta.pid;  // a thread id: the group reports FAN_REPORT_TID
-  TaskInfo task = read_task_info(tid);
-  if (ignored_.count(tid) != 0 || (task.tgid != 0 && ignored_.count(task.tgid) != 0)) {
+  if (ignored_.count(tid) != 0) {
     release(meta);
     return;
   }
@@ -696,6 +746,32 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   }
   // Kernel IMA measures regular files only.
   if (!S_ISREG(stx.stx_mode)) {
+    release(meta);
+    return;
+  }
+  FileIdentity file = identity_of(meta.fd, stx, filesystems_);
+
+  std::optional<OpenCall> open_call;
+  if ((meta.mask & FAN_OPEN_PERM) != 0) open_call = open_call_of(tid, file);
+  if ((meta.mask & FAN_OPEN_EXEC_PERM) != 0 && (meta.mask & FAN_OPEN_PERM) == 0) {
+    if (exec_opens_.size() > 4096) exec_opens_.clear();
+    exec_opens_[tid] = PendingExecOpen{FileKey{file.dev, file.ino}, std::chrono::steady_clock::now()};
+  }
+
+  // Files already measured are allowed on their identity alone, before
+  // anything about the task is read.
+  if (is_permission(meta) && complete_cached(meta, tid, file, open_call)) return;
+
+  // A close needs no credentials, and its task has often exited already.
+  const bool access = (meta.mask & (FAN_OPEN_PERM | FAN_OPEN | FAN_OPEN_EXEC_PERM | FAN_OPEN_EXEC)) != 0;
+  TaskInfo task;
+  if (access) {
+    task = read_task_info(tid);
+    if (task.tgid != 0 && ignored_.count(task.tgid) != 0) {
+      release(meta);
+      return;
+    }
+  } else if (in_ignored_process(tid)) {
     release(meta);
     return;
   }
@@ -714,11 +790,11 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   base.tgid = task.tgid;
   base.comm = std::move(task.comm);
   base.creds = task.creds;
-  base.file = identity_of(meta.fd, stx);
+  base.file = file;
   base.path = std::move(resolved->path);
   base.deleted = resolved->deleted;
 
-  deliver_access_events(meta, base);
+  deliver_access_events(meta, base, open_call);
 
   // Closes. A merged notification event can carry both bits.
   if ((meta.mask & FAN_CLOSE_WRITE) != 0) submit(copy_header(base, EventKind::write_close));
@@ -728,7 +804,83 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   if (!is_permission(meta) && (meta.mask & (FAN_OPEN | FAN_OPEN_EXEC)) == 0) ::close(meta.fd);
 }
 
-void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base) {
+// Returns how the thread opens the file of a FAN_OPEN_PERM event: as the
+// exec whose FAN_OPEN_EXEC_PERM was read last from this thread for this
+// file, or else as /proc/<tid>/syscall shows it.
+// NOTE: if another fanotify group denies an exec after this one allowed it,
+// no FAN_OPEN_PERM follows, and an open of the same file by the same thread
+// within kExecOpenWindow would be taken for the exec's.
+std::optional<OpenCall> FanotifySource::Reader::open_call_of(pid_t tid, const FileIdentity& file) {
+  // The exec's FAN_OPEN_PERM comes as soon as its FAN_OPEN_EXEC_PERM is
+  // allowed; measure_before_use allows it only after the measurement.
+  constexpr auto kExecOpenWindow = std::chrono::seconds(2);
+  auto pending = exec_opens_.find(tid);
+  if (pending != exec_opens_.end()) {
+    PendingExecOpen exec = pending->second;
+    exec_opens_.erase(pending);
+    if (exec.file == FileKey{file.dev, file.ino} && std::chrono::steady_clock::now() - exec.seen < kExecOpenWindow) {
+      return OpenCall{OpenCall::Kind::exec, 0};
+    }
+  }
+  return read_open_call(tid);
+}
+
+// True when `tid` is a thread of an ignored process other than its main
+// thread, whose id is in ignored_ itself.
+bool FanotifySource::Reader::in_ignored_process(pid_t tid) const {
+  for (pid_t tgid : ignored_) {
+    std::string task = fmt::format("/proc/{}/task/{}", tgid, tid);
+    if (::faccessat(AT_FDCWD, task.c_str(), F_OK, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Offers a permission event to the sink as a CachedAccessProbe and allows
+// it when the sink completes it. Write opens, events of ignored processes,
+// and execs whose hook exec_hook() must tell are left to the full path.
+bool FanotifySource::Reader::complete_cached(const fanotify_event_metadata& meta, pid_t tid,
+                                             const FileIdentity& file, const std::optional<OpenCall>& open_call) {
+  CachedAccessProbe probe;
+  probe.file = file;
+  const bool exec = (meta.mask & FAN_OPEN_EXEC_PERM) != 0;
+  if (exec) {
+    // One event with both bits gives two accesses; the full path sends them.
+    if ((meta.mask & FAN_OPEN_PERM) != 0) return false;
+    // The thread opened another file for exec before: this one may be an
+    // interpreter or dynamic linker of that exec.
+    if (exec_chains_.count(tid) != 0) return false;
+    probe.mask = kMayExec;
+    probe.hooks = {Hook::bprm_check, Hook::mmap_check};
+    probe.hook_count = 2;
+  } else {
+    if (!open_call || open_call->kind == OpenCall::Kind::unknown) return false;
+    if (open_call->kind == OpenCall::Kind::open) {
+      // Writers are counted by the full path, which also detects ToMToU.
+      if ((open_call->flags & O_ACCMODE) != O_RDONLY) return false;
+      probe.mask = access_mask_from_open_flags(open_call->flags);
+    } else {
+      probe.mask = kMayExec;
+    }
+    probe.hooks = {Hook::file_check, Hook::file_check};
+    probe.hook_count = 1;
+    probe.counts_reader = true;
+  }
+  if (in_ignored_process(tid)) return false;
+  if (!sink_.complete_cached(probe)) return false;
+
+  if (exec) {
+    // The program of an exec: a dynamic linker or interpreter opened after
+    // it in the same exec is classified against it.
+    if (exec_chains_.size() > 4096) exec_chains_.clear();
+    exec_chains_[tid] = ExecChain{FileKey{file.dev, file.ino}, exec_format_of(meta.fd)};
+  }
+  stats_.events.fetch_add(1);
+  release(meta);
+  return true;
+}
+
+void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base,
+                                                   const std::optional<OpenCall>& open_call) {
   struct Access {
     Hook hook;
     uint32_t mask;
@@ -745,7 +897,7 @@ void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata
     uint32_t mask = kMayRead;
     bool write_access = false;
     if ((meta.mask & FAN_OPEN_PERM) != 0) {
-      OpenCall call = read_open_call(base.pid);
+      OpenCall call = open_call.value_or(OpenCall{});
       if (call.kind == OpenCall::Kind::exec) {
         mask = kMayExec;
       } else if (call.kind == OpenCall::Kind::open) {

@@ -86,7 +86,13 @@ struct FanotifyOptions {
 // (FAN_REPORT_TID) and tgid its process.
 //
 // The task's name, credentials and open flags are read from /proc/<tid>/
-// while the task waits on the permission event.
+// while the task waits on the permission event. Before that, a permission
+// event for an exec or an open for reading is offered to the sink's
+// complete_cached() with the file's identity alone, and allowed at once
+// when the sink completes it. The open flags of an exec's own FAN_OPEN_PERM
+// are known from the FAN_OPEN_EXEC_PERM before it. A measured program that
+// runs again therefore costs no /proc reads, only a lookup of
+// /proc/<pid>/task/<tid> for each ignored process.
 // The sink must not open files on a watched filesystem inside submit(): in
 // permission mode the thread that would allow that open is the one waiting
 // in submit().

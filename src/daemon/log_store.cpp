@@ -52,6 +52,11 @@ std::optional<uint64_t> read_committed_size(int fd) {
 
 }  // namespace
 
+void LogStore::release_entries() {
+  keep_entries_ = false;
+  std::vector<imarot::Entry>().swap(entries_);
+}
+
 imarot::Result<std::string> read_boot_id(const std::string& path) {
   std::ifstream in(path);
   std::string id;
@@ -112,6 +117,7 @@ imarot::Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& stat
     return system_error(fmt::format("cannot write '{}'", committed_path), written.error().code);
   }
   store->entries_ = std::move(list.entries);
+  store->size_ = store->entries_.size();
 
   std::string current = state_dir + "/current.bin";
   std::string target = "lists/" + boot_id + ".bin";
@@ -144,7 +150,8 @@ imarot::Result<void> LogStore::append(const std::vector<imarot::Entry>& batch) {
   // Not synced: after a power loss it may hold an older, smaller size. A
   // torn record still starts after it, so recovery still removes that record.
   (void)write_committed_size(committed_fd_.get(), file_size_);
-  entries_.insert(entries_.end(), batch.begin(), batch.end());
+  size_ += batch.size();
+  if (keep_entries_) entries_.insert(entries_.end(), batch.begin(), batch.end());
   return imarot::Ok{};
 }
 

@@ -36,8 +36,15 @@ class LogStore {
   // is cut back to its previous size.
   imarot::Result<void> append(const std::vector<imarot::Entry>& batch);
 
+  // The entries in memory: those loaded by open() and, until
+  // release_entries() is called, those appended since.
   const std::vector<imarot::Entry>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
+  // Frees the entries in memory and stops keeping appended ones. The daemon
+  // calls it once the parts that read the whole list at startup have done
+  // so, because the D-Bus list keeps its own compact copy.
+  void release_entries();
+  // Entries in the file, whether kept in memory or not.
+  size_t size() const { return size_; }
   const std::string& path() const { return path_; }
   const std::string& boot_id() const { return boot_id_; }
   const std::optional<std::string>& recovery_note() const { return recovery_note_; }
@@ -50,6 +57,8 @@ class LogStore {
   UniqueFd committed_fd_;
   uint64_t file_size_ = 0;
   std::vector<imarot::Entry> entries_;
+  size_t size_ = 0;
+  bool keep_entries_ = true;
   std::optional<std::string> recovery_note_;
 };
 

@@ -12,6 +12,8 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <spdlog/spdlog.h>
 
 namespace imarotd {
@@ -41,10 +43,22 @@ imarot::PolicyFunc policy_func(Hook hook) {
   return imarot::PolicyFunc::file_check;
 }
 
-imarot::PolicyQuery make_query(const FileEvent& event) {
+// The query for an access without the task's credentials, which stay 0.
+// `fsname` is the filesystem's type name, or "" when no rule compares it.
+imarot::PolicyQuery make_file_query(Hook hook, uint32_t mask, const FileIdentity& file, std::string fsname) {
   imarot::PolicyQuery query;
-  query.func = policy_func(event.hook);
-  query.mask = event.mask;
+  query.fsname = std::move(fsname);
+  query.func = policy_func(hook);
+  query.mask = mask;
+  query.fowner = file.owner;
+  query.fgroup = file.group;
+  query.fsmagic = file.fsmagic;
+  if (file.fs_uuid) query.fsuuid = *file.fs_uuid;
+  return query;
+}
+
+imarot::PolicyQuery make_query(const FileEvent& event, std::string fsname) {
+  imarot::PolicyQuery query = make_file_query(event.hook, event.mask, event.file, std::move(fsname));
   query.uid = event.creds.uid;
   query.euid = event.creds.euid;
   query.suid = event.creds.suid;
@@ -53,10 +67,6 @@ imarot::PolicyQuery make_query(const FileEvent& event) {
   query.sgid = event.creds.sgid;
   query.cap_setuid = event.creds.cap_setuid;
   query.cap_setgid = event.creds.cap_setgid;
-  query.fowner = event.file.owner;
-  query.fgroup = event.file.group;
-  query.fsmagic = event.file.fsmagic;
-  if (event.file.fs_uuid) query.fsuuid = *event.file.fs_uuid;
   return query;
 }
 
@@ -92,8 +102,15 @@ imarot::Bytes read_xattr(int fd, const char* name) {
 }
 
 bool same_content_state(const struct stat& a, const struct stat& b) {
+  bool same_ctime = a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+  // An unlink or link while the file is hashed changes ctime and the link
+  // count but not the content, as when a program is unlinked right after
+  // it starts.
+  // NOTE: a write that also resets mtime and changes the link count at
+  // once passes this check.
+  bool only_links_changed = a.st_nlink != b.st_nlink;
   return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
-         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+         (same_ctime || only_links_changed);
 }
 
 // Key of the kernel's duplicate check: the template digest and the PCR.
@@ -117,12 +134,14 @@ DigestKey digest_key(const imarot::Entry& entry) {
 
 }  // namespace
 
+// One entry of the measured-file cache, 16 bytes. With the key, the hash
+// table's node and its bucket, a measured file takes about 56 bytes (an
+// estimate from the type sizes and glibc's 16-byte malloc granularity).
 struct Pipeline::FileState {
-  bool measured = false;
   uint64_t measured_counter = 0;
   uint32_t measured_generation = 0;
-  bool in_flight = false;
-  std::vector<Completion> waiters;  // events waiting for the in-flight measurement
+  bool measured = false;
+  bool in_flight = false;  // waiters_ may hold accesses that wait for it
 };
 
 struct Pipeline::InodeState {
@@ -131,6 +150,21 @@ struct Pipeline::InodeState {
   bool must_measure = false;  // a reader opened it under a measure rule (IMA_MUST_MEASURE)
   bool open_writers_reported = false;
   bool tomtou_reported = false;
+  uint32_t pcr = 10;
+  const imarot::TemplateDescriptor* tmpl = nullptr;
+};
+
+struct Pipeline::TaskFreeRules {
+  struct Rule {
+    imarot::PolicyRule conditions;  // the rule without uid=, euid=, gid= and egid=
+    bool task_dependent = false;    // the rule had one of those conditions
+  };
+  std::vector<Rule> rules;  // measure and dont_measure rules, in policy order
+  bool uses_fsname = false;  // some rule has fsname=
+};
+
+struct Pipeline::CachedDecision {
+  bool measure = false;
   uint32_t pcr = 10;
   const imarot::TemplateDescriptor* tmpl = nullptr;
 };
@@ -152,6 +186,7 @@ struct Pipeline::WriterItem {
   uint64_t counter = 0;
   uint32_t generation = 0;
   Completion completion;
+  std::function<void()> on_measured;  // the event's, called once the entry is committed
 };
 
 Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<const imarot::Policy> policy, LogStore& log,
@@ -159,6 +194,7 @@ Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<const imarot::Policy
     : options_(options), log_(log), target_(target), policy_(std::move(policy)) {
   if (options_.default_template == nullptr) options_.default_template = imarot::find_builtin_template("ima-ng");
   if (options_.hash_threads == 0) options_.hash_threads = std::max(1u, std::thread::hardware_concurrency());
+  if (policy_) task_free_rules_ = build_task_free_rules(*policy_);
 }
 
 Pipeline::~Pipeline() { stop(); }
@@ -166,7 +202,12 @@ Pipeline::~Pipeline() { stop(); }
 void Pipeline::start() {
   stopping_ = false;
   for (unsigned i = 0; i < options_.hash_threads; ++i) hash_threads_.emplace_back([this] { hash_loop(); });
-  writer_thread_ = std::thread([this] { writer_loop(); });
+  // The writer reads the list's loaded entries before it runs; start()
+  // returns only after that, so the caller may then release them.
+  std::promise<void> writer_started;
+  std::future<void> started = writer_started.get_future();
+  writer_thread_ = std::thread([this, &writer_started] { writer_loop(writer_started); });
+  started.wait();
 }
 
 void Pipeline::stop() {
@@ -192,9 +233,108 @@ void Pipeline::stop() {
   writer_thread_.join();
 }
 
+std::string Pipeline::fsname_of(const FileIdentity& file) const { return fs_names_.name_of(file.dev, file.fsmagic); }
+
 void Pipeline::set_policy(std::shared_ptr<const imarot::Policy> policy) {
+  std::shared_ptr<const TaskFreeRules> rules = policy ? build_task_free_rules(*policy) : nullptr;
   std::lock_guard lock(policy_mutex_);
   policy_ = std::move(policy);
+  task_free_rules_ = std::move(rules);
+}
+
+std::shared_ptr<const Pipeline::TaskFreeRules> Pipeline::build_task_free_rules(const imarot::Policy& policy) {
+  auto index = std::make_shared<TaskFreeRules>();
+  for (const auto& rule : policy.rules) {
+    if (imarot::action_class(rule.action) != imarot::ActionClass::measure) continue;
+    TaskFreeRules::Rule stripped{rule, false};
+    stripped.task_dependent = rule.uid || rule.euid || rule.gid || rule.egid;
+    stripped.conditions.uid.reset();
+    stripped.conditions.euid.reset();
+    stripped.conditions.gid.reset();
+    stripped.conditions.egid.reset();
+    if (rule.fsname) index->uses_fsname = true;
+    index->rules.push_back(std::move(stripped));
+  }
+  return index;
+}
+
+// A rule whose conditions without the task ones do not match cannot match
+// for any task. So the first rule that does match decides the class alone
+// when it has no task conditions. When it has some, the decision depends on
+// the task.
+std::optional<Pipeline::CachedDecision> Pipeline::decide_without_task(const TaskFreeRules& rules, Hook hook,
+                                                                       uint32_t mask,
+                                                                       const FileIdentity& file) const {
+  const imarot::PolicyQuery query = make_file_query(hook, mask, file, rules.uses_fsname ? fsname_of(file) : "");
+
+  CachedDecision decision;
+  decision.pcr = options_.default_pcr;
+  decision.tmpl = options_.default_template;
+  for (const auto& rule : rules.rules) {
+    if (!imarot::rule_matches(rule.conditions, query)) continue;
+    if (rule.task_dependent) return std::nullopt;
+    decision.measure = imarot::is_positive_action(rule.conditions.action);
+    decision.pcr = rule.conditions.pcr.value_or(options_.default_pcr);
+    if (rule.conditions.tmpl != nullptr) decision.tmpl = rule.conditions.tmpl;
+    break;
+  }
+  return decision;
+}
+
+bool Pipeline::complete_cached(const CachedAccessProbe& probe) {
+  if (probe.hook_count == 0 || probe.hook_count > probe.hooks.size() || !S_ISREG(probe.file.mode)) return false;
+  // Only one hook can take the reader bookkeeping below.
+  if (probe.counts_reader && probe.hook_count != 1) return false;
+
+  std::shared_ptr<const TaskFreeRules> rules;
+  {
+    std::lock_guard lock(policy_mutex_);
+    rules = task_free_rules_;
+  }
+  if (!rules) return false;
+
+  std::array<CachedDecision, 2> decisions;
+  for (size_t i = 0; i < probe.hook_count; ++i) {
+    auto decision = decide_without_task(*rules, probe.hooks[i], probe.mask, probe.file);
+    if (!decision) return false;
+    decisions[i] = *decision;
+  }
+
+  const auto inode_key = std::make_pair(probe.file.dev, probe.file.ino);
+  std::lock_guard state(state_mutex_);
+  auto inode = inodes_.find(inode_key);
+  const uint32_t writers = inode == inodes_.end() ? 0 : inode->second.writers;
+  bool measured = false;
+  for (size_t i = 0; i < probe.hook_count; ++i) {
+    const CachedDecision& decision = decisions[i];
+    if (!decision.measure) continue;
+    // An open-writers violation may be due: intake() decides it.
+    if (writers > 0 && violation_hook(probe.hooks[i])) return false;
+    auto file = files_.find(FileKey{probe.file.dev, probe.file.ino, decision.pcr});
+    if (file == files_.end()) return false;
+    const FileState& state_of_file = file->second;
+    if (state_of_file.in_flight || !state_of_file.measured ||
+        state_of_file.measured_counter != probe.file.change_counter ||
+        state_of_file.measured_generation != probe.file.generation) {
+      return false;
+    }
+    measured = true;
+  }
+
+  // The reader bookkeeping intake() does for an open for reading.
+  if (probe.counts_reader && violation_hook(probe.hooks[0])) {
+    InodeState& reader = inodes_[inode_key];
+    ++reader.readers;
+    if (decisions[0].measure) {
+      reader.must_measure = true;
+      reader.pcr = decisions[0].pcr;
+      reader.tmpl = decisions[0].tmpl;
+    }
+  }
+  counters_.events.fetch_add(1, std::memory_order_relaxed);
+  counters_.completed_from_identity.fetch_add(1, std::memory_order_relaxed);
+  if (measured) counters_.cached.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void Pipeline::wait_idle() {
@@ -323,7 +463,10 @@ void Pipeline::intake(FileEvent event) {
     return;
   }
 
-  imarot::PolicyDecision decision = imarot::match_policy(*policy, make_query(event));
+  bool uses_fsname = std::any_of(policy->rules.begin(), policy->rules.end(),
+                                 [](const imarot::PolicyRule& rule) { return rule.fsname.has_value(); });
+  imarot::PolicyDecision decision =
+      imarot::match_policy(*policy, make_query(event, uses_fsname ? fsname_of(event.file) : ""));
   uint32_t pcr = decision.pcr.value_or(options_.default_pcr);
   const imarot::TemplateDescriptor* tmpl = decision.tmpl != nullptr ? decision.tmpl : options_.default_template;
 
@@ -349,13 +492,12 @@ void Pipeline::intake(FileEvent event) {
   }
 
   FileKey key{event.file.dev, event.file.ino, pcr};
-  auto& slot = files_[key];
-  if (!slot) slot = std::make_unique<FileState>();
-  FileState& file = *slot;
+  // Elements of an unordered_map keep their address when it rehashes.
+  FileState& file = files_[key];
   if (file.in_flight) {
     // Measured already by an event ahead of this one; a blocked access
     // waits for that measurement.
-    if (event.completion) file.waiters.push_back(std::move(event.completion));
+    if (event.completion) waiters_[key].push_back(std::move(event.completion));
     counters_.cached.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -363,6 +505,7 @@ void Pipeline::intake(FileEvent event) {
       file.measured_generation == event.file.generation) {
     counters_.cached.fetch_add(1, std::memory_order_relaxed);
     state.unlock();
+    if (event.on_measured) event.on_measured();
     complete(event.completion);
     return;
   }
@@ -385,8 +528,10 @@ void Pipeline::intake(FileEvent event) {
     {
       std::lock_guard relock(state_mutex_);
       file.in_flight = false;
-      for (auto& waiter : file.waiters) complete(waiter);
-      file.waiters.clear();
+      if (auto waiting = waiters_.find(key); waiting != waiters_.end()) {
+        for (auto& waiter : waiting->second) complete(waiter);
+        waiters_.erase(waiting);
+      }
     }
     complete(job.event.completion);
     return;
@@ -425,6 +570,7 @@ Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
   item.counter = event.file.change_counter;
   item.generation = event.file.generation;
   item.completion = std::move(event.completion);
+  item.on_measured = std::move(event.on_measured);
 
   imarot::TemplateInput input;
   input.digest_algo = options_.hash_algorithm;
@@ -457,6 +603,14 @@ Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
   if (before.st_dev != event.file.dev || before.st_ino != event.file.ino) {
     return violation("the path now names another file");
   }
+  if (event.file.generation != 0) {
+    // An inode number reused after a delete has a new generation.
+    // FS_IOC_GETVERSION stores an int, whatever size its number encodes.
+    uint32_t generation[2] = {0, 0};
+    if (::ioctl(fd, FS_IOC_GETVERSION, generation) == 0 && generation[0] != event.file.generation) {
+      return violation("the path now names another file (generation differs)");
+    }
+  }
 
   std::vector<imarot::HashAlgo> algos = {options_.hash_algorithm};
   bool legacy_digest = job.tmpl->has_field(imarot::FieldId::d) && options_.hash_algorithm != imarot::HashAlgo::sha1 &&
@@ -486,11 +640,12 @@ Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
   return item;
 }
 
-void Pipeline::writer_loop() {
+void Pipeline::writer_loop(std::promise<void>& started) {
   std::unordered_set<DigestKey, DigestKeyHash> present;
   for (const auto& entry : log_.entries()) {
     if (!entry.is_violation()) present.insert(digest_key(entry));
   }
+  started.set_value();
 
   std::map<uint64_t, WriterItem> waiting;  // finished out of order
   uint64_t expected = 0;
@@ -562,18 +717,21 @@ void Pipeline::commit_batch(std::vector<WriterItem>& batch) {
     std::lock_guard lock(state_mutex_);
     for (auto& item : batch) {
       if (item.completion) completions.push_back(std::move(item.completion));
+      if (item.measured && item.on_measured) completions.push_back(std::move(item.on_measured));
       if (!item.key) continue;
       auto it = files_.find(*item.key);
       if (it == files_.end()) continue;
-      FileState& file = *it->second;
+      FileState& file = it->second;
       file.in_flight = false;
       if (item.measured) {
         file.measured = true;
         file.measured_counter = item.counter;
         file.measured_generation = item.generation;
       }
-      for (auto& waiter : file.waiters) completions.push_back(std::move(waiter));
-      file.waiters.clear();
+      if (auto waiting = waiters_.find(*item.key); waiting != waiters_.end()) {
+        for (auto& waiter : waiting->second) completions.push_back(std::move(waiter));
+        waiters_.erase(waiting);
+      }
     }
   }
   for (auto& completion : completions) complete(completion);

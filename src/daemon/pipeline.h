@@ -9,16 +9,19 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "event.h"
 #include "imarot/measurement_list.h"
 #include "imarot/policy.h"
+#include "fs_names.h"
 #include "log_store.h"
 
 namespace imarotd {
@@ -51,6 +54,9 @@ struct PipelineCounters {
   std::atomic<uint64_t> lost_events{0};  // events dropped by the source or the queue
   std::atomic<uint64_t> duplicates{0};   // entries equal to one already in the list
   std::atomic<uint64_t> cached{0};       // events for files measured and unchanged
+  // Accesses completed from the file's identity alone (complete_cached()),
+  // before the source read anything about the task.
+  std::atomic<uint64_t> completed_from_identity{0};
   std::atomic<uint64_t> append_failures{0};
 };
 
@@ -67,6 +73,7 @@ class Pipeline : public EventSink {
   void stop();
 
   void submit(FileEvent event) override;
+  bool complete_cached(const CachedAccessProbe& probe) override;
 
   // Appends a boot_aggregate or other entry built by the caller, in order
   // with the measurements.
@@ -79,20 +86,38 @@ class Pipeline : public EventSink {
   void wait_idle();
 
  private:
+  // Key of the measured-file cache, 16 bytes. Linux device numbers fit in
+  // 32 bits (a 12-bit major and a 20-bit minor number, as stat() returns them).
   struct FileKey {
-    dev_t dev;
-    ino_t ino;
-    uint32_t pcr;
-    auto operator<=>(const FileKey&) const = default;
+    ino_t ino = 0;
+    uint32_t dev = 0;
+    uint32_t pcr = 0;
+    FileKey() = default;
+    FileKey(dev_t device, ino_t inode, uint32_t register_index)
+        : ino(inode), dev(static_cast<uint32_t>(device)), pcr(register_index) {}
+    bool operator==(const FileKey&) const = default;
+  };
+  struct FileKeyHash {
+    size_t operator()(const FileKey& key) const noexcept {
+      return std::hash<uint64_t>()(key.ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t{key.dev} << 32 | key.pcr));
+    }
   };
   struct FileState;
   struct InodeState;
   struct HashJob;
   struct WriterItem;
+  struct TaskFreeRules;
+  struct CachedDecision;
 
+  static std::shared_ptr<const TaskFreeRules> build_task_free_rules(const imarot::Policy& policy);
+  std::optional<CachedDecision> decide_without_task(const TaskFreeRules& rules, Hook hook, uint32_t mask,
+                                                    const FileIdentity& file) const;
+
+  // The filesystem type name of `file` for fsname= rules.
+  std::string fsname_of(const FileIdentity& file) const;
   void intake(FileEvent event);
   void hash_loop();
-  void writer_loop();
+  void writer_loop(std::promise<void>& started);
   void push_writer(WriterItem item);
   uint64_t accept_item();
   void record_violation(const FileEvent& event, uint32_t pcr, const imarot::TemplateDescriptor& tmpl,
@@ -108,11 +133,17 @@ class Pipeline : public EventSink {
 
   std::mutex policy_mutex_;
   std::shared_ptr<const imarot::Policy> policy_;
+  mutable FilesystemNames fs_names_;
+  // policy_'s measure-class rules for decisions made without the task, as
+  // complete_cached() makes them.
+  std::shared_ptr<const TaskFreeRules> task_free_rules_;
 
   // Intake state, guarded by state_mutex_: what was measured, what is being
   // hashed, who has each file open.
   std::mutex state_mutex_;
-  std::map<FileKey, std::unique_ptr<FileState>> files_;
+  std::unordered_map<FileKey, FileState, FileKeyHash> files_;
+  // Blocked accesses waiting for a measurement in flight, by file.
+  std::unordered_map<FileKey, std::vector<Completion>, FileKeyHash> waiters_;
   std::map<std::pair<dev_t, ino_t>, InodeState> inodes_;
 
   std::mutex hash_mutex_;

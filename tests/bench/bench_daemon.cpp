@@ -1,22 +1,30 @@
 // The daemon's cost to the system it measures, on the fanotify source with
 // swtpm as the TPM, over a private tmpfs (needs root):
-//  - exec overhead: a loop of fork+exec of a small binary with imarotd off,
-//    on, and on with measure_before_use, after the binary was measured once;
+//  - exec overhead: fork+exec of a small binary with imarotd off, on, and on
+//    with measure_before_use, after the binary was measured once. Three
+//    tmpfs mounts hold a copy each: one unwatched, one watched by a daemon,
+//    one by a second daemon with measure_before_use (each with its own
+//    swtpm). The cases take turns in blocks of BLOCK execs, because load
+//    from other processes changes within seconds and must shift every case
+//    alike. The ratios printed are medians of the per-block ratios.
 //  - first measurement of a tree of files: from the first read to the last
 //    entry in the list, against sha256sum over the same files.
 //
-// Usage: bench_daemon [EXECS] [SMALL_FILES]   (defaults 2000 and 2000)
+// Usage: bench_daemon [EXECS] [SMALL_FILES] [BLOCK]
+//        (defaults 5000 execs per case, 2000 files, blocks of 100 execs)
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,6 +80,30 @@ class Daemon {
   }
   ~Daemon() { imarot::test::stop_child(pid_, SIGTERM, std::chrono::seconds(10)); }
 
+  // CPU time the daemon has used so far (user and system), from
+  // /proc/<pid>/stat, in seconds.
+  double cpu_seconds() const {
+    std::string stat = imarot::test::read_text_file("/proc/" + std::to_string(pid_) + "/stat");
+    // The fields after the parenthesized name: state is field 3, utime 14, stime 15.
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0;
+    unsigned long long stime = 0;
+    for (int number = 3; number <= 15 && fields >> field; ++number) {
+      if (number == 14) utime = std::stoull(field);
+      if (number == 15) stime = std::stoull(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+
+  // status.json as the daemon last wrote it; it rewrites the file every
+  // half second.
+  nlohmann::json status(const nlohmann::json& config) const {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    std::string path = config["runtime_directory"].get<std::string>() + "/status.json";
+    return nlohmann::json::parse(imarot::test::read_text_file(path));
+  }
+
  private:
   const TempDir& dir_;
   std::string name_;
@@ -81,8 +113,9 @@ class Daemon {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int execs = argc > 1 ? std::atoi(argv[1]) : 2000;
+  const int execs = argc > 1 ? std::atoi(argv[1]) : 5000;
   const int small_files = argc > 2 ? std::atoi(argv[2]) : 2000;
+  const int block = argc > 3 ? std::max(1, std::atoi(argv[3])) : 100;
   if (::geteuid() != 0) {
     std::fprintf(stderr, "bench_daemon: needs root for fanotify and mount\n");
     return 2;
@@ -102,54 +135,104 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_daemon: %s\n", swtpm.error().message.c_str());
     return 1;
   }
-
-  std::string fs = dir.file("fs");
-  ::mkdir(fs.c_str(), 0755);
-  if (::mount("imarotd-bench", fs.c_str(), "tmpfs", 0, "size=1g") != 0) {
-    std::perror("bench_daemon: mount");
+  // swtpm serves one client at a time: the second daemon gets its own.
+  ::mkdir(dir.file("tpm-mbu").c_str(), 0700);
+  auto swtpm_mbu = imarot::test::Swtpm::start(*tools, dir.file("tpm-mbu"), swtpm_options);
+  if (!swtpm_mbu) {
+    std::fprintf(stderr, "bench_daemon: %s\n", swtpm_mbu.error().message.c_str());
     return 1;
   }
 
-  std::string program = fs + "/true";
-  std::filesystem::copy_file("/bin/true", program);
+  // fs: watched by the daemon and later by the tree measurement;
+  // fs-mbu: watched by the measure_before_use daemon; fs-off: unwatched.
+  std::vector<std::string> mounted;
+  for (const char* name : {"fs", "fs-mbu", "fs-off"}) {
+    std::string path = dir.file(name);
+    ::mkdir(path.c_str(), 0755);
+    if (::mount("imarotd-bench", path.c_str(), "tmpfs", 0, "size=1g") != 0) {
+      std::perror("bench_daemon: mount");
+      for (const auto& done : mounted) ::umount2(done.c_str(), MNT_DETACH);
+      return 1;
+    }
+    mounted.push_back(path);
+    std::filesystem::copy_file("/bin/true", path + "/true");
+  }
+  std::string fs = dir.file("fs");
   imarot::test::write_text_file(dir.file("policy"),
                                 "measure func=BPRM_CHECK mask=MAY_EXEC\nmeasure func=FILE_CHECK mask=^MAY_READ uid=0\n");
   auto config = [&](const std::string& name, bool measure_before_use) {
+    const std::string& tcti = measure_before_use ? (*swtpm_mbu)->tcti() : (*swtpm)->tcti();
     return nlohmann::json{
         {"policy", dir.file("policy")},
         {"state_directory", dir.file(name + "-state")},
         {"runtime_directory", dir.file(name + "-run")},
         {"plugin_directory", imarot::test::plugin_dir()},
         {"event_source", "fanotify"},
-        {"filesystems", {fs}},
+        {"filesystems", {measure_before_use ? dir.file("fs-mbu") : fs}},
         {"measure_before_use", measure_before_use},
         {"dbus", "none"},
-        {"backends", {{{"name", "tpm2"}, {"register", 11}, {"config", {{"tcti", (*swtpm)->tcti()}}}}}},
+        {"backends", {{{"name", "tpm2"}, {"register", 11}, {"config", {{"tcti", tcti}}}}}},
     };
   };
 
-  // Exec overhead, steady state: the binary is measured before the loop.
-  exec_loop(program, 100);
-  double off = exec_loop(program, execs);
-  double on = 0;
-  double before_use = 0;
+  // Exec overhead, steady state: 100 execs of each copy measure it (or find
+  // it unchanged) before the timed blocks.
   {
-    Daemon daemon(dir, "exec", config("exec", false));
-    exec_loop(program, 100);
-    on = exec_loop(program, execs);
+    nlohmann::json on_config = config("exec", false);
+    nlohmann::json before_use_config = config("exec-mbu", true);
+    Daemon on_daemon(dir, "exec", on_config);
+    Daemon before_use_daemon(dir, "exec-mbu", before_use_config);
+    const std::string programs[3] = {dir.file("fs-off") + "/true", fs + "/true", dir.file("fs-mbu") + "/true"};
+    for (const auto& program : programs) exec_loop(program, 100);
+
+    double totals[3] = {0, 0, 0};
+    std::vector<double> on_ratios;
+    std::vector<double> before_use_ratios;
+    double on_cpu = on_daemon.cpu_seconds();
+    double before_use_cpu = before_use_daemon.cpu_seconds();
+    for (int done = 0; done < execs; done += block) {
+      // Every other block runs the cases in reverse order.
+      double seconds[3] = {0, 0, 0};
+      for (int step = 0; step < 3; ++step) {
+        int which = (done / block) % 2 == 0 ? step : 2 - step;
+        seconds[which] = exec_loop(programs[which], block);
+        totals[which] += seconds[which];
+      }
+      on_ratios.push_back(seconds[1] / seconds[0]);
+      before_use_ratios.push_back(seconds[2] / seconds[0]);
+    }
+    on_cpu = on_daemon.cpu_seconds() - on_cpu;
+    before_use_cpu = before_use_daemon.cpu_seconds() - before_use_cpu;
+    const int blocks = static_cast<int>(on_ratios.size());
+    const int per_case = blocks * block;
+    auto per_exec = [&](double value) { return value / per_case * 1e6; };
+
+    auto median = [](std::vector<double> values) {
+      std::sort(values.begin(), values.end());
+      size_t middle = values.size() / 2;
+      return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+    };
+    std::printf("exec loop, fork+exec+wait of a copy of /bin/true on a tmpfs, %d blocks of %d per case, interleaved:\n",
+                blocks, block);
+    std::printf("  imarotd off (unwatched tmpfs)    %8.1f us/exec\n", per_exec(totals[0]));
+    std::printf("  imarotd on                       %8.1f us/exec, daemon CPU %.1f us/exec\n", per_exec(totals[1]),
+                per_exec(on_cpu));
+    std::printf("  imarotd on, measure_before_use   %8.1f us/exec, daemon CPU %.1f us/exec\n", per_exec(totals[2]),
+                per_exec(before_use_cpu));
+    std::printf("  median of per-block ratios, on/off:                 %.3f  overhead %+.1f%% (target <= 2%%)\n",
+                median(on_ratios), (median(on_ratios) - 1) * 100);
+    std::printf("  median of per-block ratios, measure_before_use/off: %.3f  overhead %+.1f%%\n",
+                median(before_use_ratios), (median(before_use_ratios) - 1) * 100);
+    std::printf("  ratio of the totals: on/off %.3f, measure_before_use/off %.3f\n", totals[1] / totals[0],
+                totals[2] / totals[0]);
+    for (const auto& [daemon_config, name] : {std::pair{on_config, "on"}, std::pair{before_use_config, "mbu"}}) {
+      const Daemon& daemon = name == std::string("on") ? on_daemon : before_use_daemon;
+      nlohmann::json status = daemon.status(daemon_config);
+      std::printf("  daemon %-3s events %llu, for measured files %llu, completed before any /proc read %llu\n", name,
+                  status.value("events", 0ULL), status.value("cached", 0ULL),
+                  status.value("completed_from_identity", 0ULL));
+    }
   }
-  {
-    Daemon daemon(dir, "exec-mbu", config("exec-mbu", true));
-    exec_loop(program, 100);
-    before_use = exec_loop(program, execs);
-  }
-  auto per_exec = [&](double seconds) { return seconds / execs * 1e6; };
-  std::printf("exec loop, %d fork+exec+wait of a copy of /bin/true on the watched tmpfs:\n", execs);
-  std::printf("  imarotd off                      %8.1f us/exec\n", per_exec(off));
-  std::printf("  imarotd on                       %8.1f us/exec  overhead %+.1f%% (target <= 2%%)\n", per_exec(on),
-              (on / off - 1) * 100);
-  std::printf("  imarotd on, measure_before_use   %8.1f us/exec  overhead %+.1f%%\n", per_exec(before_use),
-              (before_use / off - 1) * 100);
 
   // First measurement of a tree: small files and a few large ones.
   std::vector<std::string> files;
@@ -198,7 +281,8 @@ int main(int argc, char** argv) {
   std::printf("  sha256sum over the same files              %6.3f s\n", coreutils);
   std::printf("  ratio imarotd / sha256sum: %.2f (target <= 0.3)\n", tree / coreutils);
 
-  ::umount2(fs.c_str(), MNT_DETACH);
+  for (const auto& path : mounted) ::umount2(path.c_str(), MNT_DETACH);
   (*swtpm)->stop();
+  (*swtpm_mbu)->stop();
   return 0;
 }
