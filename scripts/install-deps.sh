@@ -13,6 +13,8 @@ packages=(
   # tests: real components
   swtpm swtpm-tools tpm2-tools ima-evm-utils dbus dbus-bin systemd fuse3 util-linux
   coreutils openssl xxd python3 attr
+  # packaging: dpkg-shlibdeps computes the .deb's library dependencies
+  dpkg-dev
   # guest end-to-end tests
   qemu-system-x86 qemu-utils mmdebstrap cpio zstd e2fsprogs
 )

@@ -30,7 +30,9 @@ fi
 
 jobs=$(nproc)
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMAROTD_WERROR=ON
+# The prefix /usr registers the .deb test and the guest test of the installed
+# service, which install the package the build makes.
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMAROTD_WERROR=ON -DCMAKE_INSTALL_PREFIX=/usr
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"
 

@@ -1,0 +1,3 @@
+#!/bin/sh
+# imarotd guest test: run by root after imarotd was killed with SIGKILL.
+echo "probe after kill"
