@@ -4,16 +4,17 @@
 # "security" review must rate its exposure at MAX_EXPOSURE or lower.
 # Needs no running systemd.
 #
-# Usage: check-unit.sh BUILD_DIR MAX_EXPOSURE   (MAX_EXPOSURE such as 3.0)
+# Usage: check-unit.sh BUILD_DIR MAX_EXPOSURE UNIT_DIR
+#   MAX_EXPOSURE such as 3.0; UNIT_DIR is where the build installs the unit.
 set -euo pipefail
 
 build=$1
 max_exposure=$2
+unit_dir=$3
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
 DESTDIR=$root cmake --install "$build" >/dev/null
-unit_dir=$(sed -n 's/^IMAROTD_SYSTEMD_UNIT_DIR:PATH=//p' "$build/CMakeCache.txt")
 unit=$root$unit_dir/imarotd.service
 if [ ! -f "$unit" ]; then
   echo "FAIL: imarotd.service was not installed into $unit_dir" >&2
