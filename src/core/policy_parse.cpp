@@ -100,6 +100,28 @@ constexpr std::string_view kFuncList =
     "SETXATTR_CHECK (PATH_CHECK and FILE_MMAP are accepted as older names of FILE_CHECK and MMAP_CHECK)";
 constexpr std::string_view kModuleFuncList = "MODULE_CHECK, KEXEC_KERNEL_CHECK or KEXEC_INITRAMFS_CHECK";
 
+// Maximum number of policy bytes an error message repeats from one token.
+// A longer token, such as a run of binary bytes, is cut there and ends in
+// "...".
+constexpr size_t kMaxEchoedBytes = 80;
+
+// Returns policy text for an error message: at most kMaxEchoedBytes of it,
+// with each byte outside printable ASCII, and each backslash, written as
+// \xNN, so that binary input cannot reach the terminal as control bytes.
+std::string echo(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < kMaxEchoedBytes; ++i) {
+    auto byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x20 && byte < 0x7f && byte != '\\') {
+      out.push_back(static_cast<char>(byte));
+    } else {
+      out += fmt::format("\\x{:02x}", byte);
+    }
+  }
+  if (text.size() > kMaxEchoedBytes) out += "...";
+  return out;
+}
+
 const KeySpec* find_key(std::string_view name) {
   for (const auto& spec : kKeySpecs) {
     if (spec.name == name) return &spec;
@@ -172,6 +194,16 @@ std::string expected_value(Key key) {
     default:
       return "an LSM label";
   }
+}
+
+// The names of all template fields, for error messages: "d, n, d-ng, ...".
+std::string template_field_list() {
+  std::string out;
+  for (auto id = static_cast<uint8_t>(FieldId::d); id <= static_cast<uint8_t>(FieldId::imode); ++id) {
+    if (!out.empty()) out += ", ";
+    out += field_id_name(static_cast<FieldId>(id));
+  }
+  return out;
 }
 
 // Parses an unsigned number the way the kernel's kstrtoul() does: an
@@ -390,6 +422,7 @@ class LineParser {
  private:
   void check_characters(std::string_view line);
   std::vector<Token> tokenize(std::string_view line) const;
+  void reject_trailing_comment(std::string_view line, const Token& hash);
   void parse_token(const Token& token);
   bool check_repeat(Key key, const Token& token);
   void parse_value(Key key, const Token& token, char op, std::string_view value);
@@ -453,7 +486,13 @@ std::optional<PolicyRule> LineParser::parse(std::string_view line) {
   if (tokens.empty()) return std::nullopt;
   first_token_ = tokens.front();
 
-  for (const Token& token : tokens) parse_token(token);
+  for (const Token& token : tokens) {
+    if (token.text.front() == '#') {
+      reject_trailing_comment(line, token);
+      break;
+    }
+    parse_token(token);
+  }
   if (errors_.empty()) validate(tokens);
 
   std::stable_sort(errors_.begin(), errors_.end(),
@@ -501,6 +540,21 @@ std::vector<Token> LineParser::tokenize(std::string_view line) const {
   return tokens;
 }
 
+// The kernel takes '#' as a comment only as the first character of a line
+// after spaces and tabs. Elsewhere "#..." is an unknown token, at which
+// the kernel rejects the rule. The comment is reported once, as one token
+// from the '#' to the end of the line, and the words after it are not
+// parsed as keywords.
+void LineParser::reject_trailing_comment(std::string_view line, const Token& hash) {
+  std::string_view comment = line.substr(hash.column - 1);
+  comment = comment.substr(0, comment.find_last_not_of(" \t") + 1);
+  error(Token{comment, hash.column},
+        fmt::format("'{}': a comment must be on a line of its own; the kernel reads '#' as the start of a comment "
+                    "only at the beginning of a line, after any spaces or tabs, and rejects a rule with a '#' "
+                    "later in it",
+                    echo(comment)));
+}
+
 void LineParser::parse_token(const Token& token) {
   std::string_view text = token.text;
 
@@ -508,18 +562,11 @@ void LineParser::parse_token(const Token& token) {
     if (has(Key::action)) {
       error(token, fmt::format("'{}' is a second action; the rule already has the action '{}' at column {}, and a "
                                "rule has exactly one action",
-                               text, token_of(Key::action).text, token_of(Key::action).column));
+                               echo(text), echo(token_of(Key::action).text), token_of(Key::action).column));
       return;
     }
     seen_[static_cast<size_t>(Key::action)] = token;
     rule_.action = *action;
-    return;
-  }
-
-  if (text.front() == '#') {
-    error(token, fmt::format("'{}': a comment must be on a line of its own; '#' starts a comment only as the first "
-                             "character of a line",
-                             text));
     return;
   }
 
@@ -528,10 +575,10 @@ void LineParser::parse_token(const Token& token) {
   const KeySpec* spec = find_key(name);
   if (spec == nullptr) {
     if (policy_action_from_name(name)) {
-      error(token, fmt::format("'{}': the action '{}' takes no value", text, name));
+      error(token, fmt::format("'{}': the action '{}' takes no value", echo(text), echo(name)));
     } else {
-      std::string where = name == text ? std::string() : fmt::format(" in '{}'", text);
-      error(token, fmt::format("unknown keyword '{}'{}{}; expected an action ({}) or one of {}", name, where,
+      std::string where = name == text ? std::string() : fmt::format(" in '{}'", echo(text));
+      error(token, fmt::format("unknown keyword '{}'{}{}; expected an action ({}) or one of {}", echo(name), where,
                                suggestion(name, keyword_candidates()), kActionList, keyword_list()));
     }
     return;
@@ -539,7 +586,7 @@ void LineParser::parse_token(const Token& token) {
 
   if (!spec->has_value) {
     if (op_pos != std::string_view::npos) {
-      error(token, fmt::format("'{}': {} takes no value; write it alone", text, spec->name));
+      error(token, fmt::format("'{}': {} takes no value; write it alone", echo(text), spec->name));
       return;
     }
     if (!check_repeat(spec->key, token)) return;
@@ -549,7 +596,7 @@ void LineParser::parse_token(const Token& token) {
   }
 
   if (op_pos == std::string_view::npos) {
-    error(token, fmt::format("'{}' needs a value: write {}=VALUE, where VALUE is {}", text, spec->name,
+    error(token, fmt::format("'{}' needs a value: write {}=VALUE, where VALUE is {}", echo(text), spec->name,
                              expected_value(spec->key)));
     return;
   }
@@ -557,7 +604,7 @@ void LineParser::parse_token(const Token& token) {
   if (op != '=' && !spec->ordered) {
     error(token, fmt::format("'{}': {} takes '=', not '{}'; only uid, euid, gid, egid, fowner and fgroup also "
                              "compare with '<' and '>'",
-                             text, spec->name, op));
+                             echo(text), spec->name, op));
     return;
   }
   std::string_view value = text.substr(op_pos + 1);
@@ -574,7 +621,7 @@ bool LineParser::check_repeat(Key key, const Token& token) {
   if (has(key)) {
     error(token, fmt::format("'{}' repeats {}, already given at column {}; a rule may give each condition and "
                              "option only once",
-                             token.text, key_name(key), token_of(key).column));
+                             echo(token.text), key_name(key), token_of(key).column));
     return false;
   }
 
@@ -589,7 +636,7 @@ bool LineParser::check_repeat(Key key, const Token& token) {
     const Token& other = token_of(*partner);
     error(token, fmt::format("'{}' cannot be combined with '{}' (column {}) in one rule: the kernel keeps a single "
                              "{} per rule for {} and {}; write two rules instead",
-                             token.text, other.text, other.column,
+                             echo(token.text), echo(other.text), other.column,
                              key == Key::uid || key == Key::euid ? "user id" : "group id", key_name(*partner),
                              key_name(key)));
     return false;
@@ -603,7 +650,7 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       if (auto func = policy_func_from_name(value)) {
         rule_.func = *func;
       } else {
-        error(token, fmt::format("unknown func '{}' in '{}'{}; expected {}", value, token.text,
+        error(token, fmt::format("unknown func '{}' in '{}'{}; expected {}", echo(value), echo(token.text),
                                  suggestion(value, func_candidates()), expected_value(key)));
       }
       return;
@@ -618,7 +665,7 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       if (name == "MAY_APPEND") bit = kMayAppend;
       if (bit == 0) {
         std::string hint = suggestion(name, {"MAY_EXEC", "MAY_WRITE", "MAY_READ", "MAY_APPEND"});
-        error(token, fmt::format("invalid mask '{}' in '{}'{}; expected {}", value, token.text, hint,
+        error(token, fmt::format("invalid mask '{}' in '{}'{}; expected {}", echo(value), echo(token.text), hint,
                                  expected_value(key)));
         return;
       }
@@ -630,8 +677,8 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       if (auto magic = parse_kernel_unsigned(value, 16)) {
         rule_.fsmagic = *magic;
       } else {
-        error(token,
-              fmt::format("invalid fsmagic '{}' in '{}'; expected {}", value, token.text, expected_value(key)));
+        error(token, fmt::format("invalid fsmagic '{}' in '{}'; expected {}", echo(value), echo(token.text),
+                                 expected_value(key)));
       }
       return;
 
@@ -643,7 +690,8 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       if (auto uuid = parse_uuid(value)) {
         rule_.fsuuid = *uuid;
       } else {
-        error(token, fmt::format("invalid fsuuid '{}' in '{}'; expected {}", value, token.text, expected_value(key)));
+        error(token, fmt::format("invalid fsuuid '{}' in '{}'; expected {}", echo(value), echo(token.text),
+                                 expected_value(key)));
       }
       return;
 
@@ -667,7 +715,7 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       } else {
         error(token, fmt::format("invalid digest_type '{}' in '{}'; the only digest type a rule can request is "
                                  "verity",
-                                 value, token.text));
+                                 echo(value), echo(token.text)));
       }
       return;
 
@@ -679,7 +727,7 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
       } else if (value == "sigv3") {
         rule_.appraise_type = AppraiseType::sigv3;
       } else {
-        error(token, fmt::format("invalid appraise_type '{}' in '{}'; expected {}", value, token.text,
+        error(token, fmt::format("invalid appraise_type '{}' in '{}'; expected {}", echo(value), echo(token.text),
                                  expected_value(key)));
       }
       return;
@@ -690,8 +738,8 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
         rule_.check_blacklist = true;
         odd_appraise_flag_ = value != "check_blacklist";
       } else {
-        error(token, fmt::format("invalid appraise_flag '{}' in '{}'; the only flag is check_blacklist", value,
-                                 token.text));
+        error(token, fmt::format("invalid appraise_flag '{}' in '{}'; the only flag is check_blacklist", echo(value),
+                                 echo(token.text)));
       }
       return;
 
@@ -702,7 +750,8 @@ void LineParser::parse_value(Key key, const Token& token, char op, std::string_v
     case Key::pcr: {
       auto pcr = parse_kernel_unsigned(value, 10);
       if (!pcr || *pcr > kMaxPcr) {
-        error(token, fmt::format("invalid pcr '{}' in '{}'; expected {}", value, token.text, expected_value(key)));
+        error(token,
+              fmt::format("invalid pcr '{}' in '{}'; expected {}", echo(value), echo(token.text), expected_value(key)));
         return;
       }
       rule_.pcr = static_cast<uint32_t>(*pcr);
@@ -726,8 +775,8 @@ void LineParser::parse_id(Key key, const Token& token, char op, std::string_view
     if (value.front() == '=' || value.front() == '<' || value.front() == '>') {
       hint = "; the operators are '=', '<' and '>', and there is no '<=' or '>='";
     }
-    error(token, fmt::format("invalid {} value '{}' in '{}'; expected {}{}", key_name(key), value, token.text,
-                             expected_value(key), hint));
+    error(token, fmt::format("invalid {} value '{}' in '{}'; expected {}{}", key_name(key), echo(value),
+                             echo(token.text), expected_value(key), hint));
     return;
   }
 
@@ -761,8 +810,8 @@ void LineParser::parse_list(Key key, const Token& token, std::string_view value)
   std::vector<std::string> items;
   for (std::string_view item : split(value, '|')) {
     if (item.empty()) {
-      error(token, fmt::format("empty name in the {} list '{}' of '{}'; expected {}", key_name(key), value,
-                               token.text, expected_value(key)));
+      error(token, fmt::format("empty name in the {} list '{}' of '{}'; expected {}", key_name(key), echo(value),
+                               echo(token.text), expected_value(key)));
       return;
     }
     items.emplace_back(item);
@@ -781,7 +830,7 @@ void LineParser::parse_appraise_algos(const Token& token, std::string_view value
     if (!algo) {
       error(token, fmt::format("unknown hash algorithm '{}' in '{}'; expected {} (kernel names: md5, sha1, "
                                "sha256, sha384, sha512, sha224, sm3, sha3-256, ...)",
-                               name, token.text, expected_value(Key::appraise_algos)));
+                               echo(name), echo(token.text), expected_value(Key::appraise_algos)));
       return;
     }
     // The kernel rejects an algorithm its crypto API cannot compute; here
@@ -789,7 +838,7 @@ void LineParser::parse_appraise_algos(const Token& token, std::string_view value
     if (!hash_supported(*algo)) {
       error(token, fmt::format("hash algorithm '{}' in '{}' is not available in this build of OpenSSL; list only "
                                "algorithms that can be computed here",
-                               name, token.text));
+                               echo(name), echo(token.text)));
       return;
     }
     algos.push_back(*algo);
@@ -810,12 +859,30 @@ void LineParser::parse_template(const Token& token, std::string_view value) {
     }
   }
   auto tmpl = resolve_template(value);
-  if (!tmpl) {
-    error(token, fmt::format("invalid template in '{}': {}; expected {}", token.text, tmpl.error().message,
-                             expected_value(Key::template_name)));
+  if (tmpl) {
+    rule_.tmpl = *tmpl;
     return;
   }
-  rule_.tmpl = *tmpl;
+
+  // The message is built here rather than taken from resolve_template(),
+  // whose text lists the built-in templates and repeats the value unescaped.
+  std::vector<std::string_view> fields = split(value, '|');
+  if (fields.size() > kMaxTemplateFields) {
+    error(token, fmt::format("invalid template in '{}': the format has {} fields, and the kernel allows at most {}",
+                             echo(token.text), fields.size(), kMaxTemplateFields));
+    return;
+  }
+  if (fields.size() > 1) {
+    for (std::string_view field : fields) {
+      if (field_id_from_name(field)) continue;
+      error(token, fmt::format("unknown template field '{}' in '{}'; the fields of a format string are {}, joined "
+                               "with '|'",
+                               echo(field), echo(token.text), template_field_list()));
+      return;
+    }
+  }
+  error(token, fmt::format("invalid template '{}' in '{}'; expected {}", echo(value), echo(token.text),
+                           expected_value(Key::template_name)));
 }
 
 void LineParser::validate(const std::vector<Token>& tokens) {
@@ -846,23 +913,23 @@ void LineParser::validate_action(FuncGroup group) {
   }
 
   if (has(Key::pcr) && action != PolicyAction::measure) {
-    reject(Key::pcr, fmt::format("'{}': pcr= is allowed only in measure rules, not in {} rules", token_of(Key::pcr).text,
-                                 action_name));
+    reject(Key::pcr, fmt::format("'{}': pcr= is allowed only in measure rules, not in {} rules",
+                                 echo(token_of(Key::pcr).text), action_name));
   }
   if (has(Key::template_name)) {
     const Token& token = token_of(Key::template_name);
     if (action != PolicyAction::measure) {
-      reject(Key::template_name,
-             fmt::format("'{}': template= is allowed only in measure rules, not in {} rules", token.text, action_name));
+      reject(Key::template_name, fmt::format("'{}': template= is allowed only in measure rules, not in {} rules",
+                                             echo(token.text), action_name));
     } else if (token.column < token_of(Key::action).column) {
       reject(Key::template_name, fmt::format("'{}': template= must come after the action 'measure'; the kernel reads "
                                              "a rule from left to right and rejects template= before it",
-                                             token.text));
+                                             echo(token.text)));
     }
   }
   for (Key key : {Key::appraise_type, Key::appraise_flag, Key::appraise_algos}) {
     if (has(key) && action != PolicyAction::appraise) {
-      reject(key, fmt::format("'{}': {}= is allowed only in appraise rules, not in {} rules", token_of(key).text,
+      reject(key, fmt::format("'{}': {}= is allowed only in appraise rules, not in {} rules", echo(token_of(key).text),
                               key_name(key), action_name));
     }
   }
@@ -878,19 +945,19 @@ void LineParser::validate_func_group(FuncGroup group) {
     const Token& token = token_of(key);
 
     if (key == Key::keyrings) {
-      reject(key, fmt::format("'{}': keyrings= is allowed only with func=KEY_CHECK", token.text));
+      reject(key, fmt::format("'{}': keyrings= is allowed only with func=KEY_CHECK", echo(token.text)));
     } else if (key == Key::label) {
-      reject(key, fmt::format("'{}': label= is allowed only with func=CRITICAL_DATA", token.text));
+      reject(key, fmt::format("'{}': label= is allowed only with func=CRITICAL_DATA", echo(token.text)));
     } else if (group == FuncGroup::file && key == Key::appraise_flag) {
-      reject(key, fmt::format("'{}': appraise_flag=check_blacklist is allowed only with func={}", token.text,
+      reject(key, fmt::format("'{}': appraise_flag=check_blacklist is allowed only with func={}", echo(token.text),
                               kModuleFuncList));
     } else if (group == FuncGroup::kernel_read && key == Key::digest_type) {
       reject(key, fmt::format("'{}': digest_type=verity is not allowed with func={}; it applies to rules without "
                               "func= and to FILE_CHECK, MMAP_CHECK, MMAP_CHECK_REQPROT, BPRM_CHECK, CREDS_CHECK, "
                               "FIRMWARE_CHECK and POLICY_CHECK rules",
-                              token.text, func));
+                              echo(token.text), func));
     } else {
-      reject(key, fmt::format("'{}' is not allowed with func={}; {} rules accept only {}", token.text, func, func,
+      reject(key, fmt::format("'{}' is not allowed with func={}; {} rules accept only {}", echo(token.text), func, func,
                               allowed_list(group)));
     }
   }
@@ -903,7 +970,7 @@ void LineParser::validate_func_group(FuncGroup group) {
     reject(Key::appraise_type,
            fmt::format("'{}': appraise_type=imasig|modsig is allowed only with func={}, the files that can carry an "
                        "appended signature",
-                       token_of(Key::appraise_type).text, kModuleFuncList));
+                       echo(token_of(Key::appraise_type).text), kModuleFuncList));
   }
 }
 
@@ -918,26 +985,26 @@ void LineParser::validate_combinations() {
     if (digest.column > appraise.column) {
       reject(Key::digest_type, fmt::format("'{}' must come before '{}'; the kernel rejects digest_type= after "
                                            "appraise_type=",
-                                           digest.text, appraise.text));
+                                           echo(digest.text), echo(appraise.text)));
     } else if (*rule_.appraise_type != AppraiseType::sigv3) {
       reject(Key::appraise_type, fmt::format("'{}' cannot be combined with digest_type=verity; rules for fs-verity "
                                              "digests take appraise_type=sigv3",
-                                             appraise.text));
+                                             echo(appraise.text)));
     }
   } else if (rule_.appraise_type == AppraiseType::sigv3) {
     reject(Key::appraise_type, fmt::format("'{}' requires digest_type=verity before it; sigv3 signatures cover "
                                            "fs-verity digests only",
-                                           token_of(Key::appraise_type).text));
+                                           echo(token_of(Key::appraise_type).text)));
   }
 
   if (rule_.check_blacklist && rule_.appraise_type != AppraiseType::imasig_modsig) {
     reject(Key::appraise_flag, fmt::format("'{}' requires appraise_type=imasig|modsig in the same rule",
-                                           token_of(Key::appraise_flag).text));
+                                           echo(token_of(Key::appraise_flag).text)));
   }
   if (rule_.action == PolicyAction::appraise && verity && !rule_.appraise_type) {
     reject(Key::digest_type, fmt::format("'{}': an appraise rule for fs-verity digests must require a signature; "
                                          "add appraise_type=sigv3 after it",
-                                         token_of(Key::digest_type).text));
+                                         echo(token_of(Key::digest_type).text)));
   }
 }
 
@@ -954,26 +1021,26 @@ void LineParser::add_warnings() {
       warn(token_of(key), fmt::format("'{}' never matches: imarotd has no LSM hook to evaluate subj_ and obj_ "
                                       "conditions, so this rule is kept but never applies, as in a kernel whose "
                                       "LSM does not know the label",
-                                      token_of(key).text));
+                                      echo(token_of(key).text)));
     }
   }
   bool buffer_data_rule = rule_.func == PolicyFunc::key_check || rule_.func == PolicyFunc::critical_data;
   if (buffer_data_rule && has(Key::gid)) {
     warn(token_of(Key::gid), fmt::format("'{}' has no effect: the kernel accepts gid= in func={} rules but never "
                                          "compares it",
-                                         token_of(Key::gid).text, policy_func_name(*rule_.func)));
+                                         echo(token_of(Key::gid).text), policy_func_name(*rule_.func)));
   }
   if (odd_appraise_flag_) {
     warn(token_of(Key::appraise_flag), fmt::format("'{}' is read as appraise_flag=check_blacklist, because the "
                                                    "kernel accepts any value that contains \"blacklist\"",
-                                                   token_of(Key::appraise_flag).text));
+                                                   echo(token_of(Key::appraise_flag).text)));
   }
   if (rule_.action == PolicyAction::measure && rule_.digest_type == PolicyDigestType::verity &&
       rule_.tmpl != nullptr && !rule_.tmpl->has_field(FieldId::d_ngv2)) {
     warn(token_of(Key::template_name),
          fmt::format("'{}' has no d-ngv2 field, so the list will not show that these digests are fs-verity "
                      "digests; use ima-ngv2 or ima-sigv2",
-                     token_of(Key::template_name).text));
+                     echo(token_of(Key::template_name).text)));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace imarot {
 
@@ -203,6 +204,28 @@ Result<RegisterReplay> replay_register(const std::vector<Entry>& entries, const 
   return replay;
 }
 
+// Returns "; register 10, ..." when the reference gives a non-zero value for
+// the kernel's default IMA register (10, the default of the kernel's
+// CONFIG_IMA_MEASURE_PCR_IDX) in one of `banks` and no entry of the list
+// extends it, else an empty string. Verification compares only the
+// registers the list extends, so such a register was extended by entries
+// the list does not contain, or the list was recorded in another register.
+std::string unaccounted_default_register(const RegisterValues& reference, const std::set<HashAlgo>& banks,
+                                         const std::map<uint32_t, std::vector<size_t>>& entries_by_register) {
+  constexpr uint32_t kImaDefaultRegister = 10;
+  if (entries_by_register.count(kImaDefaultRegister) != 0) return {};
+  std::vector<std::string> nonzero;
+  for (HashAlgo bank : banks) {
+    auto value = reference.find(RegisterId{kImaDefaultRegister, bank});
+    if (value != reference.end() && !value->second.is_zero()) nonzero.emplace_back(hash_name(bank));
+  }
+  if (nonzero.empty()) return {};
+  return fmt::format("; register {}, the kernel's default IMA register, is not zero in {} {} of the reference, "
+                     "but no entry of the list extends it, so it was not compared: its entries are missing from "
+                     "the list, or the list was recorded in another register",
+                     kImaDefaultRegister, nonzero.size() == 1 ? "bank" : "banks", fmt::join(nonzero, ", "));
+}
+
 }  // namespace
 
 VerifyReport verify_list(const ParsedList& list, const RegisterValues& reference, const VerifyOptions& options) {
@@ -258,6 +281,15 @@ VerifyReport verify_list(const ParsedList& list, const RegisterValues& reference
     if (!options.banks || options.banks->count(id.bank) != 0) banks.insert(id.bank);
   }
   if (banks.empty()) fail(std::nullopt, "the reference values contain no register of the requested banks");
+
+  // An empty list verifies nothing, so it must never pass: a list from the
+  // kernel or from imarotd starts with the boot_aggregate entry.
+  if (list.entries.empty()) {
+    fail(std::nullopt, "the list has no entries, so nothing was verified: a list from the kernel or imarotd "
+                       "starts with boot_aggregate, so this one was emptied or is not a measurement list" +
+                           unaccounted_default_register(reference, banks, {}));
+    return report;
+  }
 
   std::map<uint32_t, std::vector<size_t>> entries_by_register;
   for (size_t i = 0; i < list.entries.size(); ++i) {
@@ -331,6 +363,16 @@ VerifyReport verify_list(const ParsedList& list, const RegisterValues& reference
                                  index, hash_name(bank), extended_by, check.replayed.hex(), check.reference.hex()));
       }
     }
+  }
+
+  if (!options.pcr) {
+    std::string unaccounted = unaccounted_default_register(reference, banks, entries_by_register);
+    if (!unaccounted.empty()) warn(std::nullopt, unaccounted.substr(2));
+  }
+  // Each register above is compared or has a failure. This guard keeps a
+  // check that compared nothing from passing if that ever changes.
+  if (report.registers.empty() && report.failures.empty()) {
+    fail(std::nullopt, "no register of the list was compared with the reference, so nothing was verified");
   }
 
   // 3. boot_aggregate against PCR 0-9 (0-7 for sha1) of the bank it names.

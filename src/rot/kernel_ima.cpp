@@ -83,11 +83,12 @@ RotResult<void> check_kernel_ima_conflict(const std::string& securityfs_root, st
   if (std::find(list.registers.begin(), list.registers.end(), reg) == list.registers.end()) return Ok{};
 
   return RotError{Status::invalid, 0,
-                  fmt::format("backend '{}': kernel IMA is active and its measurement list ({} entries in '{}') "
+                  fmt::format("backend '{}': kernel IMA is active and its measurement list ({} {} in '{}') "
                               "extends {} {} of the same TPM; two lists extending one register could not be "
                               "verified. Choose another register with \"register\": N in the backend's config, one "
                               "that no other component extends (the kernel list uses {} {})",
-                              backend_id, list.entries, list.path, description.register_kind, reg,
+                              backend_id, list.entries, list.entries == 1 ? "entry" : "entries", list.path,
+                              description.register_kind, reg,
                               description.register_kind, fmt::join(list.registers, ", "))};
 }
 

@@ -91,10 +91,14 @@ RotResult<std::shared_ptr<PluginLibrary>> PluginLibrary::open(std::string_view n
   }
 
   struct stat dir_stat {};
-  if (::stat(dir.c_str(), &dir_stat) != 0 || !S_ISDIR(dir_stat.st_mode)) {
-    return invalid(fmt::format("RoT plugin directory '{}' does not exist or is not a directory; give another with "
-                               "the plugin directory setting or IMAROTD_PLUGIN_DIR",
-                               dir));
+  bool found = ::stat(dir.c_str(), &dir_stat) == 0;
+  if (!found || !S_ISDIR(dir_stat.st_mode)) {
+    std::string problem = !found && errno == ENOENT ? "does not exist"
+                          : !found                  ? fmt::format("cannot be read: {}", std::strerror(errno))
+                                                    : "is not a directory";
+    return invalid(fmt::format("RoT plugin directory '{}' {}; give another with \"plugin_directory\" in "
+                               "imarotd.json, rotctl's --plugin-dir or IMAROTD_PLUGIN_DIR",
+                               dir, problem));
   }
 
   std::string path = fmt::format("{}/{}", dir, plugin_file_name(name));

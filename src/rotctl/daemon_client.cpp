@@ -65,7 +65,7 @@ std::optional<imarot::Digest> digest_from_hex(const char* hex) {
 void add_bus_option(CLI::App* command, std::string& bus) {
   command->add_option("--bus", bus,
                       "Bus on which imarotd serves org.imarot1: system, session, or a D-Bus address such as "
-                      "unix:path=/run/imarot-test/bus.sock")
+                      "unix:path=/run/user/1000/bus")
       ->capture_default_str();
 }
 

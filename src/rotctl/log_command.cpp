@@ -75,11 +75,20 @@ void run_log(const LogOptions& options) {
   imarot::HashAlgo column = parse_algo_option("--column-bank", options.column_bank);
   imarot::ParsedList list = load_list(options.input, column, /*keep_prefix=*/true);
   size_t first = options.from == 0 ? 0 : options.from - 1;
+  // As for the daemon's list, --from may name the entry after the last one
+  // (nothing is printed) but not a later one. A file that fails to parse is
+  // reported below instead.
+  if (!list.error && first > list.entries.size()) {
+    fail(kExitUsage,
+         fmt::format("--from {}: the list has {}", options.from, count_of(list.entries.size(), "entry", "entries")));
+  }
   print_entries(list, first, options.format, 0, false);
 
   if (list.error) {
-    fail(kExitUsage, fmt::format("{}: {}; the {} entries before it were printed", options.input,
-                                 imarot::format_parse_error(*list.error), list.entries.size()));
+    size_t printed = list.entries.size() > first ? list.entries.size() - first : 0;
+    fail(kExitUsage, fmt::format("{}: {}; {} before it {} printed", options.input,
+                                 imarot::format_parse_error(*list.error), count_of(printed, "entry", "entries"),
+                                 printed == 1 ? "was" : "were"));
   }
 }
 
@@ -104,7 +113,7 @@ void run_log_from_daemon(const LogOptions& options) {
   } else {
     uint64_t count = client.status().entries;
     if (first > count) {
-      fail(kExitUsage, fmt::format("--from {}: the list has {} entries", options.from, count));
+      fail(kExitUsage, fmt::format("--from {}: the list has {}", options.from, count_of(count, "entry", "entries")));
     }
     imarot::ParsedList list;
     list.entries = client.read_range(first, count);
@@ -165,7 +174,8 @@ void add_log_command(CLI::App& app) {
                   "Binary measurement list to read ('-' for standard input); without it the list comes from imarotd "
                   "over D-Bus");
   log->add_option("--format,-f", options->format, "Output format: ascii (as the kernel's ascii list), binary or json")
-      ->check(CLI::IsMember({"ascii", "binary", "json"}));
+      ->check(CLI::IsMember({"ascii", "binary", "json"}))
+      ->capture_default_str();
   log->add_option("--column-bank", options->column_bank,
                   "Algorithm of the input's template-digest column: sha1 for binary_runtime_measurements, the bank "
                   "for binary_runtime_measurements_<bank>");

@@ -24,6 +24,10 @@ void fail(int code, const std::string& message) {
   std::exit(code);
 }
 
+std::string count_of(uint64_t count, std::string_view singular, std::string_view plural) {
+  return fmt::format("{} {}", count, count == 1 ? singular : plural);
+}
+
 imarot::Bytes read_input(const std::string& path) {
   int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(kExitUsage, fmt::format("cannot open '{}': {}", path, std::strerror(errno)));

@@ -3,7 +3,11 @@
 // or --plugin-dir, through the backend plugin directly. A TPM behind swtpm
 // serves one client at a time, so while imarotd runs its registers are
 // read through the daemon.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -80,11 +84,37 @@ std::string backend_config(const BackendOptions& options) {
   return config.dump();
 }
 
+// Ends the program when the plugin directory is missing or not a
+// directory, naming where the directory came from: --plugin-dir,
+// $IMAROTD_PLUGIN_DIR or the installed default.
+void check_plugin_dir(const std::string& dir, bool defaulted) {
+  std::string origin = fmt::format("--plugin-dir '{}'", dir);
+  if (defaulted) {
+    const char* env = std::getenv("IMAROTD_PLUGIN_DIR");
+    origin = env != nullptr && *env != '\0' ? fmt::format("IMAROTD_PLUGIN_DIR '{}'", dir)
+                                              : fmt::format("the default plugin directory '{}'", dir);
+  }
+  struct stat info {};
+  if (::stat(dir.c_str(), &info) != 0) {
+    std::string problem = errno == ENOENT ? std::string("does not exist")
+                                          : fmt::format("cannot be read: {}", std::strerror(errno));
+    fail(kExitUsage, fmt::format("{} {}; give the directory of the imarot-rot-*.so backend plugins with "
+                                 "--plugin-dir DIR or IMAROTD_PLUGIN_DIR",
+                                 origin, problem));
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    fail(kExitUsage, fmt::format("{} is not a directory; give the directory of the imarot-rot-*.so backend plugins "
+                                 "with --plugin-dir DIR or IMAROTD_PLUGIN_DIR",
+                                 origin));
+  }
+}
+
 std::unique_ptr<RotBackend> open_backend(const BackendOptions& options) {
   // tpm2-tss prints its own warnings to stderr unless TSS2_LOG turns them
   // off. The errors rotctl prints already contain the decoded response codes.
   setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
   std::string dir = options.plugin_dir.empty() ? imarot::rot::default_plugin_dir() : options.plugin_dir;
+  check_plugin_dir(dir, options.plugin_dir.empty());
   auto backend = RotBackend::load(options.backend, backend_config(options), dir);
   if (!backend) fail_backend(backend.error());
   return std::move(*backend);

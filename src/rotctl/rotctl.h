@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "imarot/hash.h"
 #include "imarot/measurement_list.h"
@@ -21,6 +22,9 @@ enum ExitCode : int {
 
 // Ends the program with `code` after printing `message` to stderr.
 [[noreturn]] void fail(int code, const std::string& message);
+
+// Returns "1 entry" or "N entries": `count` and the singular or plural noun.
+std::string count_of(uint64_t count, std::string_view singular, std::string_view plural);
 
 // Reads a whole file, or standard input for "-". Exits with kExitUsage and a
 // message naming the file on failure.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_client.h"
+#include "rotctl.h"
 
 namespace rotctl {
 namespace {
@@ -28,8 +29,9 @@ void print_human(const DaemonStatus& status, const std::string& bus) {
   text += fmt::format("  hash algorithm:     {}\n", status.hash_algorithm);
   text += fmt::format("  measure before use: {}\n", status.measure_before_use ? "yes" : "no");
   text += fmt::format("  boot id:            {}\n", status.boot_id);
-  text += fmt::format("  entries:            {} ({} violations, {} lost events)\n", status.entries, status.violations,
-                      status.lost_events);
+  text += fmt::format("  entries:            {} ({}, {})\n", status.entries,
+                      count_of(status.violations, "violation", "violations"),
+                      count_of(status.lost_events, "lost event", "lost events"));
   text += fmt::format("backends: {}\n", status.backends.empty() ? "none" : std::to_string(status.backends.size()));
   for (const auto& backend : status.backends) {
     text += fmt::format("  {} ({}): {} {}, banks {}, {}, {} pending\n", backend.id, backend.plugin,

@@ -59,8 +59,9 @@ void print_human(const imarot::VerifyReport& report) {
   for (const auto& warning : report.warnings) std::cout << "warning: " << warning.message << '\n';
   for (const auto& failure : report.failures) std::cout << "failed: " << failure.message << '\n';
   if (report.ok()) {
-    std::cout << fmt::format("OK: {} entries ({} violations) verified against {} registers\n", report.entries,
-                             report.violations, report.registers.size());
+    std::cout << fmt::format("OK: {} ({}) verified against {}\n", count_of(report.entries, "entry", "entries"),
+                             count_of(report.violations, "violation", "violations"),
+                             count_of(report.registers.size(), "register", "registers"));
   } else if (report.first_failing_entry) {
     std::cout << fmt::format("FAILED: first failing entry is {}\n", *report.first_failing_entry + 1);
   } else {
@@ -101,6 +102,65 @@ void print_json(const imarot::VerifyReport& report) {
   std::cout << report_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
+// The failed check of a backend that imarotd refused at startup. Such a
+// backend is not open, so the daemon cannot read its registers. It was
+// refused because its register matched no prefix of the list, which is a
+// failed check, not a usage error.
+RemoteVerifyBackend refused_backend_check(const RemoteBackend& backend) {
+  // The daemon's reason starts with "backend 'ID': ", which the message
+  // below already contains.
+  std::string reason = backend.last_error;
+  std::string own_prefix = fmt::format("backend '{}': ", backend.id);
+  if (reason.rfind(own_prefix, 0) == 0) reason.erase(0, own_prefix.size());
+  if (reason.empty()) reason = "the daemon gives no reason";
+  if (reason.back() != '.') reason += '.';
+
+  RemoteVerifyBackend checked;
+  checked.id = backend.id;
+  checked.register_kind = backend.register_kind;
+  checked.register_index = backend.register_index;
+  checked.state = backend.state;
+  checked.report.failures.push_back(imarot::VerifyFinding{
+      std::nullopt,
+      fmt::format("imarotd refused backend '{}' when it started, so its registers cannot be checked: {} See "
+                  "divergence.log in imarotd's state directory (/var/lib/imarotd unless state_directory is set) "
+                  "and imarotd(8)",
+                  backend.id, reason)});
+  return checked;
+}
+
+// Asks the daemon to verify its list against each selected backend. A
+// Verify call fails as a whole when one of its backends is refused, so
+// refused backends get a failed check of their own and the others are
+// verified one Verify call each.
+RemoteVerify verify_backends(DaemonClient& client, const VerifyCommandOptions& options) {
+  DaemonStatus status = client.status();
+  if (!options.backend.empty()) find_remote_backend(status, options.backend, "");
+
+  std::vector<const RemoteBackend*> selected;
+  bool any_refused = false;
+  for (const RemoteBackend& backend : status.backends) {
+    if (!options.backend.empty() && backend.id != options.backend) continue;
+    selected.push_back(&backend);
+    any_refused = any_refused || backend.state == "refused";
+  }
+  if (!any_refused) return client.verify(options.backend, options.banks, options.pcr);
+
+  RemoteVerify result;
+  result.entries = status.entries;
+  for (const RemoteBackend* backend : selected) {
+    if (backend->state == "refused") {
+      result.backends.push_back(refused_backend_check(*backend));
+      continue;
+    }
+    RemoteVerify one = client.verify(backend->id, options.banks, options.pcr);
+    result.entries = one.entries;
+    for (RemoteVerifyBackend& checked : one.backends) result.backends.push_back(std::move(checked));
+  }
+  result.ok = false;
+  return result;
+}
+
 // The daemon replays its own list against the registers of each backend
 // (the D-Bus method Verify), so the list does not cross the bus. It reads
 // the registers before it takes the list, so entries committed in between
@@ -109,9 +169,8 @@ void run_verify_live(const VerifyCommandOptions& options) {
   if (options.column_bank != "sha1") fail(kExitUsage, "--column-bank applies to --input files");
   for (const auto& bank : options.banks) parse_algo_option("--bank", bank);
   DaemonClient client(options.bus);
-  if (!options.backend.empty()) find_remote_backend(client.status(), options.backend, "");
 
-  RemoteVerify result = client.verify(options.backend, options.banks, options.pcr);
+  RemoteVerify result = verify_backends(client, options);
   nlohmann::json json_backends = nlohmann::json::array();
   for (const RemoteVerifyBackend& backend : result.backends) {
     if (options.json) {

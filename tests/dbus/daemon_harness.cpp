@@ -133,11 +133,21 @@ imarot::Result<void> DaemonHarness::start(HarnessOptions options) {
 
   imarot::test::write_text_file(policy_path(), options.policy);
   if (auto written = write_daemon_config(options); !written) return written;
+  options_ = options;
   auto pid = imarot::test::spawn_logged({IMAROTD_PATH, "--config", dir_->file("imarotd.json")},
                                         dir_->file("imarotd.log"));
   if (!pid) return pid.error();
   imarotd_pid_ = *pid;
   return wait_for_daemon(options);
+}
+
+imarot::Result<void> DaemonHarness::restart_daemon() {
+  stop_daemon();
+  auto pid = imarot::test::spawn_logged({IMAROTD_PATH, "--config", dir_->file("imarotd.json")},
+                                        dir_->file("imarotd.log"));
+  if (!pid) return pid.error();
+  imarotd_pid_ = *pid;
+  return wait_for_daemon(options_);
 }
 
 imarot::Result<void> DaemonHarness::start_bus() {

@@ -54,6 +54,9 @@ class DaemonHarness {
   imarot::Result<void> start(HarnessOptions options = {});
   // Stops imarotd only, leaving the bus running.
   void stop_daemon();
+  // Stops imarotd and starts it again with the same configuration, state
+  // directory and TPM, as after a restart of the service.
+  imarot::Result<void> restart_daemon();
   // Starts the private dbus-daemon. start() calls it unless
   // HarnessOptions::start_bus is false.
   imarot::Result<void> start_bus();
@@ -77,6 +80,7 @@ class DaemonHarness {
   imarot::Result<void> write_daemon_config(const HarnessOptions& options);
   imarot::Result<void> wait_for_daemon(const HarnessOptions& options);
 
+  HarnessOptions options_;
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<imarot::test::Swtpm> swtpm_;
   pid_t dbus_pid_ = -1;

@@ -287,6 +287,54 @@ TEST_F(RotctlDaemon, VerifyLiveFailsOnForeignExtend) {
   EXPECT_EQ(nlohmann::json::parse(json.out)["ok"], false);
 }
 
+TEST_F(RotctlDaemon, VerifyRefusedBackendFails) {
+  measure("before", "before");
+  // Something other than imarotd extends PCR 10 while imarotd is stopped,
+  // so at its next start the register matches no prefix of its list and
+  // the backend is refused.
+  harness_.stop_daemon();
+  std::vector<std::pair<imarot::HashAlgo, imarot::Digest>> digests = {
+      {imarot::HashAlgo::sha1, imarot::Digest::filled(20, 0x42)},
+      {imarot::HashAlgo::sha256, imarot::Digest::filled(32, 0x42)}};
+  auto tools = imarot::test::SwtpmTools::find();
+  ASSERT_TRUE(tools);
+  auto extended = imarot::test::pcrextend(*tools, harness_.swtpm()->tcti(), 10, digests);
+  ASSERT_TRUE(extended) << extended.error().message;
+  auto restarted = harness_.restart_daemon();
+  ASSERT_TRUE(restarted) << restarted.error().message;
+  bus_ = std::make_unique<TestBus>(harness_.address());
+
+  CommandResult status = run({"status", "--json"});
+  ASSERT_EQ(status.exit_code, 1) << status.out << status.err;
+  ASSERT_EQ(nlohmann::json::parse(status.out)["backends"][0]["state"], "refused") << status.out;
+
+  CommandResult result = run({"verify"});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_EQ(result.err, "");
+  std::vector<std::string> lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), 3u) << result.out;
+  EXPECT_EQ(lines[0], "backend tpm2 (PCR 10, refused):");
+  EXPECT_EQ(lines[1].rfind("failed: imarotd refused backend 'tpm2' when it started, so its registers cannot be "
+                           "checked: PCR 10 matches no prefix",
+                           0),
+            0u)
+      << lines[1];
+  EXPECT_EQ(lines[1].find("backend 'tpm2': "), std::string::npos) << "the id is given once: " << lines[1];
+  EXPECT_NE(lines[1].find("divergence.log"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[2], "FAILED");
+
+  CommandResult json = run({"verify", "--json", "--backend", "tpm2"});
+  EXPECT_EQ(json.exit_code, 1) << json.out << json.err;
+  auto out = nlohmann::json::parse(json.out);
+  EXPECT_EQ(out["ok"], false);
+  ASSERT_EQ(out["backends"].size(), 1u);
+  EXPECT_EQ(out["backends"][0]["state"], "refused");
+  EXPECT_EQ(out["backends"][0]["ok"], false);
+  ASSERT_EQ(out["backends"][0]["failures"].size(), 1u);
+  EXPECT_NE(out["backends"][0]["failures"][0]["message"].get<std::string>().find("matches no prefix"),
+            std::string::npos);
+}
+
 TEST_F(RotctlDaemon, VerifyLiveFilters) {
   measure("filter", "filter");
   CommandResult result = run({"verify", "--bank", "sha256", "--pcr", "10", "--backend", "tpm2"});

@@ -28,6 +28,51 @@ RegisterValues reference_for(const std::vector<Entry>& entries, std::vector<Hash
   return *replay_list(entries, banks);
 }
 
+TEST(Verify, EmptyListFails) {
+  RegisterValues reference = reference_for({file_entry("/bin/a", "a")}, {HashAlgo::sha256});
+  VerifyReport report = verify_list(ParsedList{}, reference, {});
+  EXPECT_FALSE(report.ok());
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_NE(report.failures[0].message.find("the list has no entries, so nothing was verified"), std::string::npos)
+      << report.failures[0].message;
+  EXPECT_NE(report.failures[0].message.find("register 10, the kernel's default IMA register, is not zero in bank "
+                                            "sha256"),
+            std::string::npos)
+      << report.failures[0].message;
+  EXPECT_TRUE(report.registers.empty());
+}
+
+TEST(Verify, EmptyListFailsAgainstZeroRegisters) {
+  RegisterValues zeros = {{RegisterId{10, HashAlgo::sha256}, Digest::zeros(32)}};
+  VerifyReport report = verify_list(ParsedList{}, zeros, {});
+  EXPECT_FALSE(report.ok());
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].message.find("register 10"), std::string::npos) << report.failures[0].message;
+}
+
+TEST(Verify, UnextendedDefaultRegisterIsReported) {
+  // The list extends register 11 only; the reference's register 10 is not
+  // zero, so entries extended into it are not in the list.
+  TemplateInput input;
+  input.digest = *hash_bytes(HashAlgo::sha256, Bytes(8, 0x22));
+  input.name = "/bin/b";
+  std::vector<Entry> entries = {*make_entry(11, *find_builtin_template("ima-ng"), input)};
+  RegisterValues reference = reference_for(entries, {HashAlgo::sha256});
+  reference[RegisterId{10, HashAlgo::sha256}] = Digest::filled(32, 0x10);
+
+  VerifyReport report = verify_list(parse_binary_list(serialize_binary(entries)), reference, {});
+  EXPECT_TRUE(report.ok());
+  ASSERT_EQ(report.registers.size(), 1u);
+  EXPECT_EQ(report.registers[0].id.index, 11u);
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_EQ(report.warnings[0].message.rfind("register 10, the kernel's default IMA register", 0), 0u)
+      << report.warnings[0].message;
+
+  VerifyOptions only_11;
+  only_11.pcr = 11;
+  EXPECT_TRUE(verify_list(parse_binary_list(serialize_binary(entries)), reference, only_11).warnings.empty());
+}
+
 TEST(Names, SpaceAndUnderscoreCollide) {
   Entry spaced = file_entry("/opt/my prog", "one");
   Entry underscored = file_entry("/opt/my_prog", "two");

@@ -387,6 +387,9 @@ TEST(PolicyErrors, TokenErrors) {
       {"measure func=KEY_CHECK keyrings=.ima||.evm", 24, "keyrings=.ima||.evm", "empty name in the keyrings list"},
       {"measure func=CRITICAL_DATA label=", 28, "label=", "missing value after 'label='"},
       {"measure #comment", 9, "#comment", "a comment must be on a line of its own"},
+      {"measure func=FILE_CHECK # read files  ", 25, "# read files", "a comment must be on a line of its own"},
+      {"measure\t#\tread files", 9, "#\tread files", "only at the beginning of a line"},
+      {"measure template=foo", 9, "template=foo", "invalid template 'foo' in 'template=foo'"},
   };
   for (const auto& c : cases) expect_single_error(c);
 }
@@ -473,6 +476,41 @@ TEST(PolicyErrors, EveryErrorOfEveryLine) {
   // The whole policy is rejected, not only the invalid lines.
   EXPECT_TRUE(parsed.policy.rules.empty());
   EXPECT_TRUE(parsed.policy.rule_lines.empty());
+}
+
+TEST(PolicyErrors, TemplateListedOnce) {
+  ParsedPolicy parsed = parse("measure template=foo");
+  ASSERT_EQ(parsed.errors.size(), 1u) << errors_text(parsed);
+  const std::string& message = parsed.errors[0].message;
+  size_t first = message.find("ima-sigv2");
+  ASSERT_NE(first, std::string::npos) << message;
+  EXPECT_EQ(message.find("ima-sigv2", first + 1), std::string::npos) << message;
+}
+
+TEST(PolicyErrors, BinaryBytesAreEscaped) {
+  std::string binary = "\x1b[2J\x01\xff";
+  ParsedPolicy parsed = parse("measure " + binary + " func=" + binary + "\n");
+  ASSERT_EQ(parsed.errors.size(), 2u) << errors_text(parsed);
+  EXPECT_EQ(parsed.errors[0].token, binary);
+  EXPECT_NE(parsed.errors[0].message.find("unknown keyword '\\x1b[2J\\x01\\xff'"), std::string::npos)
+      << parsed.errors[0].message;
+  EXPECT_NE(parsed.errors[1].message.find("unknown func '\\x1b[2J\\x01\\xff' in 'func=\\x1b[2J\\x01\\xff'"),
+            std::string::npos)
+      << parsed.errors[1].message;
+  for (const auto& error : parsed.errors) {
+    std::string text = format_diagnostic(error);
+    for (char c : text) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << text;
+  }
+}
+
+TEST(PolicyErrors, LongTokenIsCut) {
+  std::string token(500, 'q');
+  ParsedPolicy parsed = parse("measure " + token + "\n");
+  ASSERT_EQ(parsed.errors.size(), 1u) << errors_text(parsed);
+  EXPECT_EQ(parsed.errors[0].token, token);
+  EXPECT_NE(parsed.errors[0].message.find("'" + std::string(80, 'q') + "...'"), std::string::npos)
+      << parsed.errors[0].message;
+  EXPECT_EQ(parsed.errors[0].message.find(std::string(81, 'q')), std::string::npos) << parsed.errors[0].message;
 }
 
 TEST(PolicyErrors, SeveralRuleErrorsInOneLine) {
@@ -1153,6 +1191,29 @@ TEST_F(RotctlPolicy, GoodFilePrintsRulesWithLines) {
             "    2  measure func=BPRM_CHECK mask=MAY_EXEC\n"
             "    4  dont_measure fsmagic=0x1021994\n");
   EXPECT_EQ(result.err, "");
+}
+
+TEST_F(RotctlPolicy, TrailingCommentIsOneError) {
+  std::string path = write("comment.policy", "measure func=FILE_CHECK # read files\n");
+  CommandResult result = run("policy check '" + path + "'");
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find(path + ":1:25: '# read files': a comment must be on a line of its own"),
+            std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find("unknown keyword"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find(": 1 error;"), std::string::npos) << result.err;
+}
+
+TEST_F(RotctlPolicy, BinaryFileIsNotEchoed) {
+  std::string bytes;
+  for (int i = 0; i < 512; ++i) bytes.push_back(static_cast<char>((i * 37 + 11) % 256));
+  std::string path = write("random.policy", bytes);
+  CommandResult result = run("policy check '" + path + "'");
+  EXPECT_EQ(result.exit_code, 2);
+  for (char c : result.err) {
+    ASSERT_TRUE(c == '\n' || (c >= 0x20 && c < 0x7f)) << "byte " << static_cast<int>(static_cast<unsigned char>(c));
+  }
+  EXPECT_NE(result.err.find("\\x"), std::string::npos) << result.err;
 }
 
 TEST_F(RotctlPolicy, GoldenPolicy) {

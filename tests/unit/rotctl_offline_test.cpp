@@ -62,6 +62,40 @@ TEST(RotctlLog, FromSkipsEntries) {
   EXPECT_EQ(std::count(result.out.begin(), result.out.end(), '\n'), 1);
 }
 
+TEST(RotctlLog, FromPastEndIsUsageError) {
+  std::string list = golden_path("binary_runtime_measurements");
+  CommandResult beyond = run_command({kRotctl, "log", "--from", "1000", "--input", list});
+  EXPECT_EQ(beyond.exit_code, 2);
+  EXPECT_EQ(beyond.out, "");
+  EXPECT_NE(beyond.err.find("--from 1000: the list has 20 entries"), std::string::npos) << beyond.err;
+
+  // The entry after the last one is still allowed and prints nothing, as
+  // through the daemon.
+  CommandResult after_last = run_command({kRotctl, "log", "--from", "21", "--input", list});
+  EXPECT_EQ(after_last.exit_code, 0) << after_last.err;
+  EXPECT_EQ(after_last.out, "");
+}
+
+TEST(RotctlLog, FromPastEndOfOneEntry) {
+  TempDir dir;
+  Bytes golden = read_file(golden_path("binary_runtime_measurements"));
+  ParsedList list = parse_binary_list(golden);
+  ASSERT_GE(list.offsets.size(), 2u);
+  write_file(dir.file("one"), golden.data(), list.offsets[1]);
+  CommandResult result = run_command({kRotctl, "log", "--from", "3", "--input", dir.file("one")});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("--from 3: the list has 1 entry\n"), std::string::npos) << result.err;
+}
+
+TEST(RotctlLog, HelpShowsFormatDefault) {
+  CommandResult result = run_command({kRotctl, "log", "--help"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  size_t format = result.out.find("--format");
+  ASSERT_NE(format, std::string::npos) << result.out;
+  std::string line = result.out.substr(format, result.out.find('\n', format) - format);
+  EXPECT_NE(line.find("=ascii"), std::string::npos) << line;
+}
+
 TEST(RotctlLog, TruncatedFilePrintsPrefixAndFails) {
   TempDir dir;
   Bytes golden = read_file(golden_path("binary_runtime_measurements"));
@@ -141,6 +175,82 @@ TEST(RotctlVerify, UnknownBankIsUsageError) {
                                       "--pcrs", golden_path("pcrs.txt"), "--bank", "sha999"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("--bank: unknown hash algorithm 'sha999'"), std::string::npos) << result.err;
+}
+
+TEST(RotctlVerify, EmptyListFails) {
+  TempDir dir;
+  write_file(dir.file("empty.bin"), "");
+  CommandResult result = run_command({kRotctl, "verify", "--input", dir.file("empty.bin"), "--pcrs",
+                                      golden_path("pcrs.txt")});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_EQ(result.out.find("OK:"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("failed: the list has no entries, so nothing was verified"), std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("register 10, the kernel's default IMA register, is not zero"), std::string::npos)
+      << result.out;
+  EXPECT_TRUE(result.out.ends_with("FAILED\n")) << result.out;
+
+  CommandResult json = run_command({kRotctl, "verify", "--json", "--input", dir.file("empty.bin"), "--pcrs",
+                                    golden_path("pcrs.txt")});
+  EXPECT_EQ(json.exit_code, 1) << json.err;
+  auto report = nlohmann::json::parse(json.out);
+  EXPECT_EQ(report["ok"], false);
+  EXPECT_EQ(report["entries"], 0);
+  EXPECT_EQ(report["registers"].size(), 0u);
+  EXPECT_EQ(report["failures"].size(), 1u);
+}
+
+TEST(RotctlVerify, EmptyListFailsForOneRegister) {
+  TempDir dir;
+  write_file(dir.file("empty.bin"), "");
+  CommandResult result = run_command({kRotctl, "verify", "--input", dir.file("empty.bin"), "--pcrs",
+                                      golden_path("pcrs.txt"), "--pcr", "10"});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_NE(result.out.find("the list has no entries"), std::string::npos) << result.out;
+}
+
+TEST(RotctlVerify, OneEntryIsSingular) {
+  TempDir dir;
+  TemplateInput input;
+  input.digest = *hash_bytes(HashAlgo::sha256, Bytes(4, 0x01));
+  input.name = "/usr/bin/one";
+  std::vector<Entry> entries = {*make_entry(10, *find_builtin_template("ima-ng"), input)};
+  Bytes binary = serialize_binary(entries);
+  write_file(dir.file("list"), binary.data(), binary.size());
+  auto values = replay_list(entries, std::vector<HashAlgo>{HashAlgo::sha256});
+  ASSERT_TRUE(values);
+  write_file(dir.file("pcrs"), format_evmctl_pcrs(*values, HashAlgo::sha256));
+
+  CommandResult result = run_command(
+      {kRotctl, "verify", "--input", dir.file("list"), "--pcrs", "sha256," + dir.file("pcrs"), "--pcr", "10"});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("OK: 1 entry (0 violations) verified against 1 register\n"), std::string::npos)
+      << result.out;
+}
+
+TEST(RotctlRegisters, MissingPluginDirIsNamed) {
+  TempDir dir;
+  std::string missing = dir.file("no-plugins");
+  CommandResult result = run_command({kRotctl, "pcrs", "--plugin-dir", missing});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("--plugin-dir '" + missing + "' does not exist"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("with --plugin-dir DIR or IMAROTD_PLUGIN_DIR"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("plugin directory setting"), std::string::npos) << result.err;
+
+  write_file(dir.file("file"), "not a directory");
+  CommandResult file = run_command({kRotctl, "registers", "--plugin-dir", dir.file("file")});
+  EXPECT_EQ(file.exit_code, 2);
+  EXPECT_NE(file.err.find("--plugin-dir '" + dir.file("file") + "' is not a directory"), std::string::npos)
+      << file.err;
+}
+
+TEST(Rotctl, BusHelpUsesNeutralExample) {
+  for (const std::string command : {"status", "log", "pcrs", "rtmrs", "registers", "boot-aggregate", "verify"}) {
+    CommandResult result = run_command({kRotctl, command, "--help"});
+    ASSERT_EQ(result.exit_code, 0) << command << ": " << result.err;
+    EXPECT_NE(result.out.find("unix:path=/run/user/1000/bus"), std::string::npos) << command << ": " << result.out;
+    EXPECT_EQ(result.out.find("imarot-test"), std::string::npos) << command << ": " << result.out;
+  }
 }
 
 TEST(Rotctl, MissingOptionIsUsageError) {
