@@ -28,6 +28,7 @@
 
 #include "fanotify_source.h"
 #include "imarotd_event.h"
+#include "securityfs.h"
 #include "imarotd.skel.h"
 
 namespace imarotd {
@@ -507,12 +508,11 @@ BpfSource::BpfSource(BpfSourceOptions options) : options_(std::move(options)) {}
 BpfSource::~BpfSource() { stop(); }
 
 imarot::Result<void> BpfSource::probe_bpf_lsm(const std::string& lsm_path) {
-  std::string lsm = read_text(lsm_path);
-  if (lsm.empty()) {
-    return imarot::Error{fmt::format("{} is not readable (securityfs not mounted?), so the BPF LSM cannot be "
-                                     "confirmed",
-                                     lsm_path)};
+  auto listed = read_lsm_list(lsm_path);
+  if (!listed) {
+    return imarot::Error{fmt::format("{}, so the BPF LSM cannot be confirmed", listed.error().message)};
   }
+  std::string lsm = std::move(*listed);
   while (!lsm.empty() && (lsm.back() == '\n' || lsm.back() == '\0')) lsm.pop_back();
   size_t start = 0;
   while (start <= lsm.size()) {

@@ -1,11 +1,14 @@
 #include "config.h"
 
+#include <cerrno>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "text_file.h"
 
 namespace imarotd {
 namespace {
@@ -310,10 +313,15 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
 }
 
 imarot::Result<DaemonConfig> load_config(const std::string& path, const std::string& default_plugin_directory) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return imarot::Error{fmt::format("cannot read the configuration file '{}'", path)};
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_config(text, path, default_plugin_directory);
+  auto text = read_text_file(path);
+  if (!text && text.error().code == EISDIR) {
+    return imarot::Error{fmt::format("{}: is a directory, expected a configuration file", path), EISDIR};
+  }
+  if (!text) {
+    return imarot::Error{fmt::format("cannot read the configuration file '{}': {}", path, text.error().message),
+                         text.error().code};
+  }
+  return parse_config(*text, path, default_plugin_directory);
 }
 
 }  // namespace imarotd

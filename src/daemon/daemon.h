@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config.h"
 #include "event.h"
@@ -19,6 +20,21 @@ namespace imarotd {
 // FILE:LINE:COLUMN.
 imarot::Result<std::shared_ptr<imarot::Policy>> load_configured_policy(const DaemonConfig& config);
 
+// Checks each "filesystems" entry: it must exist and, after symlinks are
+// resolved, be a mount point listed in `mountinfo_path`. fanotify marks
+// whole filesystems (FAN_MARK_FILESYSTEM), so a directory would stand for
+// the whole filesystem that contains it.
+imarot::Result<void> check_filesystems(const DaemonConfig& config,
+                                       const std::string& mountinfo_path = "/proc/self/mountinfo");
+
+// Checks what can be checked without opening a backend's device: that each
+// backend's plugin exists and accepts its config, that the policy's pcr=
+// values match the first backend's explicit "register", and "filesystems".
+// Returns warnings for what only a start can check. Both imarotd --check and
+// a start run it, so --check accepts only what a start accepts.
+imarot::Result<std::vector<std::string>> check_configuration(const DaemonConfig& config,
+                                                             const imarot::Policy& policy);
+
 // Chooses the event source: the eBPF LSM where the kernel has it active and
 // the programs load, else fanotify. `reason` explains the choice.
 struct SourceChoice {
@@ -31,7 +47,13 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
 // They must be blocked before the first thread starts.
 sigset_t daemon_signals();
 
-// Runs the daemon until SIGTERM or SIGINT; returns the process exit code.
+// Exit code of imarotd for a configuration or policy that --check or a start
+// rejects. Other failures to start or run exit with 1.
+inline constexpr int kExitInvalidConfig = 2;
+
+// Runs the daemon until SIGTERM or SIGINT; returns the process exit code:
+// 0 after a signal, kExitInvalidConfig for a rejected configuration, 1 for
+// other failures.
 int run_daemon(const DaemonConfig& config);
 
 }  // namespace imarotd

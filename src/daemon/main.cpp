@@ -44,22 +44,30 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   CLI::App app{"imarotd: measure files as kernel IMA does and extend the measurements into roots of trust"};
-  std::string config_path = "/etc/imarotd/imarotd.json";
+  const std::string default_config_path = "/etc/imarotd/imarotd.json";
+  std::string config_path = default_config_path;
   bool check_only = false;
-  app.add_option("--config,-c", config_path, "Configuration file (imarotd.json(5))");
+  app.add_option("--config,-c", config_path, "Configuration file (imarotd.json(5))")
+      ->type_name("FILE")
+      ->capture_default_str();
   app.add_flag("--check", check_only, "Validate the configuration and the policy, then exit");
   app.set_version_flag("--version", "imarotd 0.1.0");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? 0 : imarotd::kExitInvalidConfig;
   }
 
   setup_logging("info");
   auto config = imarotd::load_config(config_path, imarot::rot::default_plugin_dir());
   if (!config) {
-    spdlog::error("{}", config.error().message);
-    return 2;
+    // A code is set only when reading the file failed, not for its content.
+    if (config.error().code != 0 && app.count("--config") == 0) {
+      spdlog::error("{}; pass --config FILE to use another configuration file", config.error().message);
+    } else {
+      spdlog::error("{}", config.error().message);
+    }
+    return imarotd::kExitInvalidConfig;
   }
   setup_logging(config->log_level);
 
@@ -67,33 +75,17 @@ int main(int argc, char** argv) {
     auto policy = imarotd::load_configured_policy(*config);
     if (!policy) {
       spdlog::error("{}", policy.error().message);
-      return 2;
+      return imarotd::kExitInvalidConfig;
     }
-    // The backends are not opened here, because opening one opens its
-    // device. Each plugin is loaded and checks its config section.
-    std::vector<std::string> available = imarot::rot::list_plugins(config->plugin_directory);
-    for (size_t i = 0; i < config->backends.size(); ++i) {
-      const imarotd::BackendConfig& backend = config->backends[i];
-      if (std::find(available.begin(), available.end(), backend.name) == available.end()) {
-        spdlog::error("{}: backends[{}]: no RoT plugin named '{}' in '{}'; available: {}", config_path, i,
-                      backend.name, config->plugin_directory,
-                      available.empty() ? "none" : fmt::format("{}", fmt::join(available, ", ")));
-        return 2;
-      }
-      auto checked = imarot::rot::RotBackend::check_config(backend.name, backend.config.dump(),
-                                                           config->plugin_directory);
-      if (!checked) {
-        spdlog::error("{}: backends[{}]: {}", config_path, i, checked.error().message);
-        return 2;
-      }
-      if (!*checked) {
-        spdlog::warn("{}: backends[{}]: plugin '{}' cannot check its config without opening its device; "
-                     "the config is checked when imarotd starts",
-                     config_path, i, backend.name);
-      }
+    auto checked = imarotd::check_configuration(*config, **policy);
+    if (!checked) {
+      spdlog::error("{}", checked.error().message);
+      return imarotd::kExitInvalidConfig;
     }
-    std::printf("%s: configuration valid; policy %s has %zu rules\n", config_path.c_str(), (*policy)->source.c_str(),
-                (*policy)->rules.size());
+    for (const std::string& warning : *checked) spdlog::warn("{}", warning);
+    size_t rules = (*policy)->rules.size();
+    std::printf("%s: configuration valid; policy %s has %zu %s\n", config_path.c_str(), (*policy)->source.c_str(),
+                rules, rules == 1 ? "rule" : "rules");
     return 0;
   }
   return imarotd::run_daemon(*config);

@@ -380,8 +380,22 @@ void Pipeline::record_violation(const FileEvent& event, uint32_t pcr, const imar
     spdlog::error("cannot build the {} violation entry for '{}': {}", cause, event.path, entry.error().message);
     return;
   }
-  spdlog::info("{} violation on '{}' (pid {}, {})", cause, event.path, event.pid, event.comm);
+  auto decision = violation_log_limit_.admit(LogRateLimit::Clock::now());
+  if (decision.suppressed > 0) log_suppressed_count(decision.suppressed);
+  if (decision.log) spdlog::info("{} violation on '{}' (pid {}, {})", cause, event.path, event.pid, event.comm);
   submit_entry(std::move(*entry));
+}
+
+void Pipeline::log_suppressed_violations(bool flush) {
+  uint64_t count = violation_log_limit_.take_suppressed(LogRateLimit::Clock::now(), flush);
+  if (count > 0) log_suppressed_count(count);
+}
+
+void Pipeline::log_suppressed_count(uint64_t count) {
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(violation_log_limit_.interval()).count();
+  spdlog::info("{} more violations were not logged (at most {} are logged every {} s); each one is in the "
+               "measurement list and in the \"violations\" count of status.json",
+               count, violation_log_limit_.burst(), seconds);
 }
 
 void Pipeline::record_lost(uint64_t count, const std::string& reason) {

@@ -22,6 +22,7 @@
 #include "imarot/measurement_list.h"
 #include "imarot/policy.h"
 #include "fs_names.h"
+#include "log_rate_limit.h"
 #include "log_store.h"
 
 namespace imarotd {
@@ -85,6 +86,11 @@ class Pipeline : public EventSink {
   // Blocks until every event submitted so far is committed (tests, drain).
   void wait_idle();
 
+  // Logs how many violations were not logged because of the rate limit,
+  // once their interval has ended or when `flush` is set. The daemon calls
+  // it from its timer and at shutdown.
+  void log_suppressed_violations(bool flush = false);
+
  private:
   // Key of the measured-file cache, 16 bytes. Linux device numbers fit in
   // 32 bits (a 12-bit major and a 20-bit minor number, as stat() returns them).
@@ -123,6 +129,7 @@ class Pipeline : public EventSink {
   void record_violation(const FileEvent& event, uint32_t pcr, const imarot::TemplateDescriptor& tmpl,
                         const std::string& cause);
   void record_lost(uint64_t count, const std::string& reason);
+  void log_suppressed_count(uint64_t count);
   WriterItem hash_file(HashJob& job);
   void commit_batch(std::vector<WriterItem>& batch);
 
@@ -130,6 +137,9 @@ class Pipeline : public EventSink {
   LogStore& log_;
   CommitTarget& target_;
   PipelineCounters counters_;
+  // Violation log lines, at most 10 a minute. A workload can repeat a
+  // violation without bound, and each one has its own entry in the list.
+  LogRateLimit violation_log_limit_{10, std::chrono::minutes(1)};
 
   std::mutex policy_mutex_;
   std::shared_ptr<const imarot::Policy> policy_;

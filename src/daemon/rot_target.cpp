@@ -1,6 +1,9 @@
 #include "rot_target.h"
 
+#include <time.h>
+
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
@@ -54,10 +57,19 @@ imarot::Result<void> extend_with_retry(RotBackend& backend, uint32_t reg, const 
   }
 }
 
+// Formats `time` as ISO 8601 in UTC to the second: 2024-05-01T12:34:56Z.
+std::string iso8601_utc(std::chrono::system_clock::time_point time) {
+  std::time_t seconds = std::chrono::system_clock::to_time_t(time);
+  struct tm utc {};
+  ::gmtime_r(&seconds, &utc);
+  char text[32];
+  size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return std::string(text, length);
+}
+
 void record_divergence(const std::string& state_directory, const std::string& message) {
   std::ofstream out(state_directory + "/divergence.log", std::ios::app);
-  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  out << now << ' ' << message << '\n';
+  out << iso8601_utc(std::chrono::system_clock::now()) << ' ' << message << '\n';
 }
 
 }  // namespace

@@ -1,4 +1,9 @@
 // Event source selection.
+#include <limits.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -6,6 +11,7 @@
 
 #include "daemon.h"
 #include "fanotify_source.h"
+#include "securityfs.h"
 #ifdef IMAROTD_HAVE_BPF
 #include "bpf_source.h"
 #endif
@@ -38,11 +44,6 @@ bool policy_may_measure(const imarot::Policy& policy, const MountedFilesystem& f
   return false;
 }
 
-[[maybe_unused]] std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 #ifdef IMAROTD_HAVE_BPF
 // Runs the eBPF LSM source's phases up to attach, so a kernel that refuses
 // the programs is found here, while fanotify can still take over.
@@ -60,6 +61,42 @@ imarot::Result<std::unique_ptr<BpfSource>> open_bpf_source(const DaemonConfig& c
 #endif
 
 }  // namespace
+
+imarot::Result<void> check_filesystems(const DaemonConfig& config, const std::string& mountinfo_path) {
+  if (config.filesystems.empty()) return imarot::Ok{};
+  auto mounts = list_mounted_filesystems(mountinfo_path);
+  if (!mounts) return mounts.error();
+  for (size_t i = 0; i < config.filesystems.size(); ++i) {
+    const std::string& given = config.filesystems[i];
+    char resolved_buffer[PATH_MAX];
+    if (::realpath(given.c_str(), resolved_buffer) == nullptr) {
+      return imarot::Error{fmt::format("{}: filesystems[{}]: '{}' cannot be used: {}; give the mount point of a "
+                                       "filesystem to measure",
+                                       config.source_path, i, given, std::strerror(errno))};
+    }
+    std::string resolved = resolved_buffer;
+
+    // The mount whose mount point is the longest prefix of `resolved`
+    // contains it. mountinfo lists every mount, "/" included.
+    const MountedFilesystem* containing = nullptr;
+    for (const auto& fs : *mounts) {
+      const std::string& point = fs.mount_point;
+      bool contains = resolved == point || point == "/" ||
+                      (resolved.size() > point.size() && resolved.compare(0, point.size(), point) == 0 &&
+                       resolved[point.size()] == '/');
+      if (contains && (containing == nullptr || point.size() >= containing->mount_point.size())) containing = &fs;
+    }
+    if (containing != nullptr && containing->mount_point == resolved) continue;
+
+    std::string shown = resolved == given ? fmt::format("'{}'", given)
+                                          : fmt::format("'{}' (resolved to '{}')", given, resolved);
+    std::string mount_point = containing != nullptr ? containing->mount_point : std::string("/");
+    return imarot::Error{fmt::format("{}: filesystems[{}]: {} is not a mount point; fanotify watches whole "
+                                     "filesystems, so give the mount point ('{}') instead",
+                                     config.source_path, i, shown, mount_point)};
+  }
+  return imarot::Ok{};
+}
 
 imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, const imarot::Policy& policy) {
   SourceChoice choice;
@@ -93,10 +130,10 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
   } else {
     // This build has no eBPF LSM source, so auto always ends on fanotify.
     // The reason states what a build with it would find.
-    std::string lsm = read_text("/sys/kernel/security/lsm");
-    if (lsm.empty()) {
-      choice.reason = "/sys/kernel/security/lsm is not readable, so the BPF LSM cannot be confirmed";
-    } else if (lsm.find("bpf") == std::string::npos) {
+    auto lsm = read_lsm_list("/sys/kernel/security/lsm");
+    if (!lsm) {
+      choice.reason = fmt::format("{}, so the BPF LSM cannot be confirmed", lsm.error().message);
+    } else if (lsm->find("bpf") == std::string::npos) {
       choice.reason = "the BPF LSM is not active (not in /sys/kernel/security/lsm)";
     } else {
       choice.reason = "this imarotd was built without the eBPF LSM source";

@@ -7,6 +7,10 @@
 
 #include <fcntl.h>
 #include <mutex>
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "config.h"
 #include "imarot/replay.h"
@@ -265,6 +269,38 @@ TEST_F(PipelineTest, TomtouViolation) {
   EXPECT_FALSE(log_->entries()[0].is_violation());
   EXPECT_TRUE(log_->entries()[1].is_violation());
   EXPECT_EQ(imarot::decode_fields(log_->entries()[1])->name, path);
+}
+
+// 17 ToMToU violations: each is in the list, but only the first 10 are
+// logged one line each, and the rest as one count when the pipeline stops.
+TEST_F(PipelineTest, ViolationLogIsRateLimited) {
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+  logger->set_pattern("%v");
+  spdlog::set_default_logger(logger);
+
+  start();
+  for (int i = 0; i < 17; ++i) {
+    std::string path = make_file("tomtou-" + std::to_string(i), "x");
+    pipeline_->submit(event_for(path, Hook::file_check, kMayRead));
+    pipeline_->submit(event_for(path, Hook::file_check, kMayWrite, EventKind::write_open));
+  }
+  pipeline_->wait_idle();
+  pipeline_->stop();
+  pipeline_->log_suppressed_violations(/*flush=*/true);
+  spdlog::set_default_logger(previous);
+
+  EXPECT_EQ(pipeline_->counters().violations.load(), 17u);
+  std::string text = captured.str();
+  size_t lines = 0;
+  for (size_t at = text.find("ToMToU violation on"); at != std::string::npos;
+       at = text.find("ToMToU violation on", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 10u) << text;
+  EXPECT_NE(text.find("7 more violations were not logged (at most 10 are logged every 60 s)"), std::string::npos)
+      << text;
 }
 
 TEST_F(PipelineTest, QueueOverflowBecomesViolationWithCount) {
