@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "committed_list.h"
@@ -25,7 +27,10 @@
 #include "exporter.h"
 #include "log_store.h"
 #include "pipeline.h"
+#include "running_programs.h"
 #include "rot_target.h"
+#include "imarot/rot.h"
+#include "text_file.h"
 
 namespace imarotd {
 namespace {
@@ -43,6 +48,20 @@ imarot::Result<void> check_policy_registers(const imarot::Policy& policy, uint32
                                      policy.source, policy.rule_lines[i], *rule.pcr, default_register, *rule.pcr)};
   }
   return imarot::Ok{};
+}
+
+// Whether a measure rule sets pcr=, which only a known register can check.
+bool policy_sets_pcr(const imarot::Policy& policy) {
+  for (const auto& rule : policy.rules) {
+    if (rule.action == imarot::PolicyAction::measure && rule.pcr) return true;
+  }
+  return false;
+}
+
+std::string no_backends_warning(const DaemonConfig& config) {
+  return fmt::format("no backends configured in {}: the list is kept, but no entry is extended into a root of trust "
+                     "and boot_aggregate is zeros; add a \"backends\" entry such as {{\"name\": \"tpm2\"}}",
+                     config.source_path);
 }
 
 nlohmann::json status_json(const DaemonConfig& config, const std::string& source_name, const LogStore& log,
@@ -79,12 +98,18 @@ nlohmann::json status_json(const DaemonConfig& config, const std::string& source
   return status;
 }
 
+// "1 entry", "2 entries".
+std::string counted(uint64_t count, std::string_view singular, std::string_view plural) {
+  return fmt::format("{} {}", count, count == 1 ? singular : plural);
+}
+
 std::string status_line(const LogStore& log, const Pipeline& pipeline, const RotTarget& rot) {
   size_t degraded = 0;
   for (const auto& backend : rot.status()) degraded += backend.state != imarot::rot::BackendState::ok ? 1 : 0;
-  return fmt::format("{} entries, {} violations, {} lost events{}", log.size(),
-                     pipeline.counters().violations.load(), pipeline.counters().lost_events.load(),
-                     degraded > 0 ? fmt::format(", {} backends not ok", degraded) : std::string());
+  return fmt::format("{}, {}, {}{}", counted(log.size(), "entry", "entries"),
+                     counted(pipeline.counters().violations.load(), "violation", "violations"),
+                     counted(pipeline.counters().lost_events.load(), "lost event", "lost events"),
+                     degraded > 0 ? ", " + counted(degraded, "backend", "backends") + " not ok" : std::string());
 }
 
 }  // namespace
@@ -106,22 +131,77 @@ imarot::Result<std::shared_ptr<imarot::Policy>> load_configured_policy(const Dae
     }
     return std::make_shared<imarot::Policy>(std::move(*policy));
   }
-  std::ifstream in(config.policy, std::ios::binary);
-  if (!in) {
-    return imarot::Error{fmt::format("cannot read the policy file '{}' named in {}", config.policy,
-                                     config.source_path)};
+  auto text = read_text_file(config.policy);
+  if (!text && text.error().code == EISDIR) {
+    return imarot::Error{fmt::format("{}: is a directory, expected a policy file; set \"policy\" in {} to a "
+                                     "policy file or builtin:NAME",
+                                     config.policy, config.source_path),
+                         EISDIR};
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto policy = imarot::load_policy(text, config.policy);
+  if (!text) {
+    return imarot::Error{fmt::format("cannot read the policy file '{}' named in {}: {}", config.policy,
+                                     config.source_path, text.error().message),
+                         text.error().code};
+  }
+  auto policy = imarot::load_policy(*text, config.policy);
   if (!policy) return policy.error();
   return std::make_shared<imarot::Policy>(std::move(*policy));
+}
+
+imarot::Result<std::vector<std::string>> check_configuration(const DaemonConfig& config,
+                                                             const imarot::Policy& policy) {
+  std::vector<std::string> warnings;
+  if (config.backends.empty()) warnings.push_back(no_backends_warning(config));
+
+  // The backends are not opened here, because opening one opens its
+  // device. Each plugin is loaded and checks its config section.
+  std::vector<std::string> available = imarot::rot::list_plugins(config.plugin_directory);
+  for (size_t i = 0; i < config.backends.size(); ++i) {
+    const BackendConfig& backend = config.backends[i];
+    if (std::find(available.begin(), available.end(), backend.name) == available.end()) {
+      return imarot::Error{fmt::format("{}: backends[{}]: no RoT plugin named '{}' in '{}'; available: {}",
+                                       config.source_path, i, backend.name, config.plugin_directory,
+                                       available.empty() ? "none" : fmt::format("{}", fmt::join(available, ", ")))};
+    }
+    auto checked = imarot::rot::RotBackend::check_config(backend.name, backend.config.dump(),
+                                                         config.plugin_directory);
+    if (!checked) {
+      return imarot::Error{fmt::format("{}: backends[{}]: {}", config.source_path, i, checked.error().message)};
+    }
+    if (!*checked) {
+      warnings.push_back(fmt::format("{}: backends[{}]: plugin '{}' cannot check its config without opening its "
+                                     "device; the config is checked when imarotd starts",
+                                     config.source_path, i, backend.name));
+    }
+  }
+
+  // NOTE: a plugin reports its default register only through describe(),
+  // which needs its device open, so pcr= is checked here only against an
+  // explicit "register". Otherwise the start checks it after opening.
+  if (!config.backends.empty() && config.backends[0].register_index) {
+    if (auto checked = check_policy_registers(policy, *config.backends[0].register_index); !checked) {
+      return checked.error();
+    }
+  } else if (!config.backends.empty() && policy_sets_pcr(policy)) {
+    warnings.push_back(fmt::format("{}: pcr= in {} is checked against the register of backends[0] when imarotd "
+                                   "starts, because plugin '{}' reports its default register only with its device "
+                                   "open; set \"register\" in backends[0] to check it here",
+                                   config.source_path, policy.source, config.backends[0].name));
+  }
+
+  if (auto checked = check_filesystems(config); !checked) return checked.error();
+  return warnings;
 }
 
 int run_daemon(const DaemonConfig& config) {
   auto policy = load_configured_policy(config);
   if (!policy) {
     spdlog::error("{}", policy.error().message);
-    return 1;
+    return kExitInvalidConfig;
+  }
+  if (auto checked = check_configuration(config, **policy); !checked) {
+    spdlog::error("{}", checked.error().message);
+    return kExitInvalidConfig;
   }
 
   std::error_code ec;
@@ -151,14 +231,10 @@ int run_daemon(const DaemonConfig& config) {
     spdlog::error("{}", rot.error().message);
     return 1;
   }
-  if (config.backends.empty()) {
-    spdlog::warn("no backends configured in {}: the list is kept, but no entry is extended into a root of trust and "
-                 "boot_aggregate is zeros; add a \"backends\" entry such as {{\"name\": \"tpm2\"}}",
-                 config.source_path);
-  }
+  if (config.backends.empty()) spdlog::warn("{}", no_backends_warning(config));
   if (auto checked = check_policy_registers(**policy, (*rot)->default_register()); !checked) {
     spdlog::error("{}", checked.error().message);
-    return 1;
+    return kExitInvalidConfig;
   }
 
   auto exporter = Exporter::open(config.runtime_directory, **log, **rot);
@@ -221,6 +297,12 @@ int run_daemon(const DaemonConfig& config) {
     pipeline.stop();
     return 1;
   }
+  // Programs started before the source, earlier in boot or before a
+  // restart, are measured now. The list's duplicate check keeps a restart
+  // from adding entries that are in the list already.
+  RunningProgramsScan scan = submit_running_programs(pipeline, *choice->source);
+  spdlog::info("submitted {} files of {} running processes ({} not readable) for measurement", scan.files,
+               scan.processes, scan.skipped);
 
   std::string policy_source = (*policy)->source;
   auto reload_policy = [&]() -> imarot::Result<std::string> {
@@ -234,7 +316,8 @@ int run_daemon(const DaemonConfig& config) {
     if (auto filtered = choice->source->policy_changed(**reloaded); !filtered) {
       spdlog::error("the {} event source keeps its old filter: {}", choice->source->name(), filtered.error().message);
     }
-    spdlog::info("policy reloaded from {}: {} rules", policy_source, (*reloaded)->rules.size());
+    spdlog::info("policy reloaded from {}: {} {}", policy_source, (*reloaded)->rules.size(),
+                 (*reloaded)->rules.size() == 1 ? "rule" : "rules");
     return policy_source;
   };
 
@@ -277,6 +360,7 @@ int run_daemon(const DaemonConfig& config) {
       uint64_t expirations = 0;
       (void)::read(timer_fd.get(), &expirations, sizeof expirations);
       (*rot)->pump();
+      pipeline.log_suppressed_violations();
       publish();
       std::string now = status_line(**log, pipeline, **rot);
       if (now != line) {
@@ -306,6 +390,7 @@ int run_daemon(const DaemonConfig& config) {
   sd_notify(0, "STOPPING=1");
   choice->source->stop();
   pipeline.stop();
+  pipeline.log_suppressed_violations(/*flush=*/true);
   (*rot)->pump();
   publish();
   spdlog::info("imarotd stopped: {}", status_line(**log, pipeline, **rot));

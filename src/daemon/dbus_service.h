@@ -106,8 +106,10 @@ struct DBusServiceOptions {
   std::chrono::milliseconds signal_interval{250};
   // How often the Backends property is compared for a PropertiesChanged.
   std::chrono::milliseconds backends_interval{1000};
-  // Delay between attempts to reach a bus that is not reachable.
-  std::chrono::milliseconds reconnect_interval{10000};
+  // Delay between attempts to reach a bus that is not reachable. Short,
+  // because at boot imarotd starts before dbus.service and rotctl cannot
+  // reach it until it has connected, while a failed connect costs little.
+  std::chrono::milliseconds reconnect_interval{2000};
   // Upper bounds of one ReadEntries reply.
   uint32_t max_read_count = 4096;
   size_t max_read_bytes = 8 << 20;

@@ -183,6 +183,14 @@ class EventSource {
   // returns, so no task stays blocked on a stopped daemon.
   virtual void stop() = 0;
   virtual const EventSourceStats& stats() const = 0;
+  // Whether the source sees events on the filesystem of `file`. The scan of
+  // programs that were running before the source started submits only
+  // files for which this holds. Sources that see every filesystem keep the
+  // default.
+  virtual bool watches(const FileIdentity& file) const {
+    (void)file;
+    return true;
+  }
   // Applies a reloaded policy to what the source filters before the
   // pipeline (the eBPF source's in-kernel filter). Sources that send every
   // event ignore it.

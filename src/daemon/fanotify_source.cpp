@@ -1002,6 +1002,22 @@ void FanotifySource::Reader::submit_lost(std::string reason) {
 // ---------------------------------------------------------------------------
 // Mounted filesystems
 
+imarot::Result<DescribedFile> describe_open_file(int fd, const std::unordered_set<uint64_t>& attached_mount_ids) {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, &stx) != 0) {
+    return imarot::Error{fmt::format("statx failed: {}", errno_text(errno)), errno};
+  }
+  FilesystemFactsCache filesystems;
+  DescribedFile described;
+  described.file = identity_of(fd, stx, filesystems);
+  bool attached = (stx.stx_mask & STATX_MNT_ID) == 0 || attached_mount_ids.count(stx.stx_mnt_id) != 0;
+  auto resolved = resolve_path(fd, stx, attached);
+  if (!resolved) return resolved.error();
+  described.path = std::move(resolved->path);
+  described.deleted = resolved->deleted;
+  return described;
+}
+
 imarot::Result<std::vector<MountedFilesystem>> list_mounted_filesystems(const std::string& mountinfo_path) {
   auto text = read_whole_file(mountinfo_path);
   if (!text) {
@@ -1153,9 +1169,13 @@ imarot::Result<void> FanotifySource::start(EventSink& sink) {
 
   uint64_t mask = FAN_CLOSE_WRITE | FAN_CLOSE_NOWRITE;
   mask |= permission ? (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM) : (FAN_OPEN_EXEC | FAN_OPEN);
+  watched_devices_.clear();
   for (const auto& mount_point : options_.mount_points) {
     auto marked = mark_filesystem(group->get(), mount_point, mask);
     if (!marked) return marked.error();
+    // The mark covers the superblock, whose device the mount point has.
+    struct stat st {};
+    if (::stat(mount_point.c_str(), &st) == 0) watched_devices_.insert(st.st_dev);
   }
 
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));

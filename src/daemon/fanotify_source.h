@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "event.h"
@@ -38,6 +39,19 @@ struct MountedFilesystem {
 // triggers no automount and no fanotify event.
 imarot::Result<std::vector<MountedFilesystem>> list_mounted_filesystems(
     const std::string& mountinfo_path = "/proc/self/mountinfo");
+
+// An open regular file described as the fanotify source describes the file
+// of an event: its identity and the name kernel IMA would record.
+struct DescribedFile {
+  FileIdentity file;
+  std::string path;
+  bool deleted = false;  // unlinked; `path` is the name it had
+};
+
+// Describes `fd`. `attached_mount_ids` are the mount ids of the daemon's
+// mount namespace: a file on another mount is named by its final
+// component, as kernel IMA names a file it cannot print a full path for.
+imarot::Result<DescribedFile> describe_open_file(int fd, const std::unordered_set<uint64_t>& attached_mount_ids);
 
 // Picks one reachable mount point for each filesystem (superblock) that
 // `measured` accepts, in mountinfo order. FAN_MARK_FILESYSTEM covers the
@@ -126,6 +140,7 @@ class FanotifySource final : public EventSource {
   void stop() override;
 
   const EventSourceStats& stats() const override { return stats_; }
+  bool watches(const FileIdentity& file) const override { return watched_devices_.count(file.dev) != 0; }
 
   // Permission events delivered to the sink whose Completion has not run.
   size_t pending_permission_events() const;
@@ -135,6 +150,7 @@ class FanotifySource final : public EventSource {
 
   FanotifyOptions options_;
   EventSourceStats stats_;
+  std::unordered_set<dev_t> watched_devices_;  // filled by start()
   std::unique_ptr<Reader> reader_;
   std::thread thread_;
 };

@@ -6,8 +6,8 @@
 # below run on the host, on what the guest wrote.
 #
 # Usage: service-test.sh GUEST_DIR DEB ROTCTL
-#   GUEST_DIR  contains vmlinuz (from guest-kernel.sh); the root image with the
-#              package is built there as rootfs-imarotd.img
+#   GUEST_DIR  contains vmlinuz (from guest-kernel.sh) and rootfs-imarotd.img,
+#              the root image with the package (from imarotd-image.sh)
 #   DEB        the imarotd package to install, or a directory with one
 #              imarotd_*.deb in it
 #   ROTCTL     a rotctl binary of the build, for the host-side verify
@@ -29,8 +29,11 @@ trap 'rm -rf "$payload" "$results"' EXIT
 cp -a "$here/service"/. "$payload"/
 cp "$deb" "$payload/imarotd.deb"
 
-echo "== building $guest/rootfs-imarotd.img with $(basename "$deb")"
-"$here/build-rootfs.sh" --out "$guest/rootfs-imarotd.img" --deb "$deb"
+if [ ! -f "$guest/rootfs-imarotd.img" ]; then
+  echo "service-test.sh: $guest/rootfs-imarotd.img not found; build it with" \
+    "imarotd-image.sh $guest $2 (the guest_imarotd_image test)" >&2
+  exit 1
+fi
 
 echo "== booting the guest (systemd, TCG)"
 console=$guest/service-console.log

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <thread>
 
 #include <fcntl.h>
@@ -280,6 +281,31 @@ TEST_F(DaemonSystem, GoldenEventKinds) {
   verify_against_tpm();
 }
 
+// A program started before imarotd, as services early in boot are, is
+// measured when the daemon starts, and a restart adds no second entry.
+TEST_F(DaemonSystem, ProgramsRunningAtStartAreMeasured) {
+  write_config();
+  std::string early = fs_ + "/early-service";
+  std::filesystem::copy_file("/bin/sleep", early);
+  auto sleeper = spawn_logged({early, "60"}, dir_.file("early.log"));
+  ASSERT_TRUE(sleeper) << sleeper.error().message;
+
+  start_daemon();
+  wait_entries(2);  // boot_aggregate and the running program
+  stop_daemon();
+  start_daemon();
+  stop_daemon();
+  stop_child(*sleeper, SIGTERM, std::chrono::milliseconds(500));
+
+  auto names_now = names();
+  ASSERT_EQ(names_now.size(), 2u);
+  EXPECT_EQ(names_now[1], early);
+  auto fields = decode_fields(list().entries[1]);
+  ASSERT_TRUE(fields);
+  EXPECT_EQ(to_hex(fields->file_digest), hash_file(early, HashAlgo::sha256)->hex());
+  verify_against_tpm();
+}
+
 TEST_F(DaemonSystem, RestartContinuesList) {
   write_config();
   start_daemon();
@@ -399,6 +425,173 @@ TEST_F(DaemonSystem, CheckAcceptsGoodPluginConfig) {
   auto result = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("configuration valid"), std::string::npos) << result.out;
+}
+
+// Configurations that --check must reject as a start does. Each runs
+// --check and then a start, and both must exit 2 with the same reason.
+class DaemonSystemRejects : public DaemonSystem {
+ protected:
+  void expect_rejected(const std::string& reason) {
+    auto check = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+    EXPECT_EQ(check.exit_code, 2) << check.out << check.err;
+    EXPECT_NE(check.err.find(reason), std::string::npos) << check.err;
+    EXPECT_EQ(check.out.find("configuration valid"), std::string::npos) << check.out;
+
+    auto start = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json")}, std::chrono::seconds(60));
+    EXPECT_EQ(start.exit_code, 2) << start.err;
+    EXPECT_NE(start.err.find(reason), std::string::npos) << start.err;
+  }
+};
+
+TEST_F(DaemonSystemRejects, PolicyDirectory) {
+  write_config();
+  std::filesystem::remove(dir_.file("policy"));
+  ::mkdir(dir_.file("policy").c_str(), 0755);
+  expect_rejected(dir_.file("policy") + ": is a directory, expected a policy file");
+}
+
+TEST_F(DaemonSystemRejects, PolicyFileMissing) {
+  write_config({{"policy", dir_.file("no-such-policy")}});
+  expect_rejected("cannot read the policy file '" + dir_.file("no-such-policy") + "' named in " +
+                  dir_.file("imarotd.json") + ": No such file or directory");
+}
+
+TEST_F(DaemonSystemRejects, PcrOtherThanExplicitRegister) {
+  write_config();
+  write_text_file(dir_.file("policy"), "measure func=FILE_CHECK pcr=10\n");
+  expect_rejected("pcr=10 differs from register 11 that the backends extend");
+}
+
+TEST_F(DaemonSystemRejects, MissingFilesystem) {
+  write_config({{"filesystems", {fs_ + "/missing"}}});
+  expect_rejected("filesystems[0]: '" + fs_ + "/missing' cannot be used: No such file or directory");
+}
+
+TEST_F(DaemonSystemRejects, DirectoryNotMountPoint) {
+  ::mkdir((fs_ + "/sub").c_str(), 0755);
+  write_config({{"filesystems", {fs_ + "/sub"}}});
+  expect_rejected("filesystems[0]: '" + fs_ + "/sub' is not a mount point; fanotify watches whole "
+                  "filesystems, so give the mount point ('" + fs_ + "') instead");
+}
+
+TEST_F(DaemonSystemRejects, SymlinkToDirectory) {
+  ::mkdir((fs_ + "/sub").c_str(), 0755);
+  ASSERT_EQ(::symlink((fs_ + "/sub").c_str(), dir_.file("link").c_str()), 0) << std::strerror(errno);
+  write_config({{"filesystems", {dir_.file("link")}}});
+  expect_rejected("'" + dir_.file("link") + "' (resolved to '" + fs_ + "/sub') is not a mount point");
+}
+
+TEST_F(DaemonSystem, CheckAcceptsSymlinkToMountPoint) {
+  ASSERT_EQ(::symlink(fs_.c_str(), dir_.file("link").c_str()), 0) << std::strerror(errno);
+  write_config({{"filesystems", {dir_.file("link")}}});
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST_F(DaemonSystem, CheckWarnsWithoutBackends) {
+  write_config({{"backends", nlohmann::json::array()}});
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("configuration valid"), std::string::npos) << result.out;
+  EXPECT_NE(result.err.find("no backends configured in " + dir_.file("imarotd.json")), std::string::npos)
+      << result.err;
+}
+
+// Without "register" the plugin's default register is known only with the
+// device open, so --check passes with a warning and the start rejects it.
+TEST_F(DaemonSystem, StartRejectsPcrOtherThanDefaultRegister) {
+  write_config({{"backends", {{{"name", "tpm2"}, {"config", {{"tcti", swtpm_->tcti()}}}}}}});
+  write_text_file(dir_.file("policy"), "measure func=FILE_CHECK pcr=11\n");
+
+  auto check = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json"), "--check"});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_NE(check.err.find("pcr= in " + dir_.file("policy") + " is checked against the register of backends[0]"),
+            std::string::npos)
+      << check.err;
+
+  auto start = run_command({IMAROTD_PATH, "--config", dir_.file("imarotd.json")}, std::chrono::seconds(60));
+  EXPECT_EQ(start.exit_code, 2) << start.err;
+  EXPECT_NE(start.err.find("pcr=11 differs from register 10"), std::string::npos) << start.err;
+}
+
+TEST_F(DaemonSystem, ConfigFileMissingGivesReason) {
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("none.json"), "--check"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("cannot read the configuration file '" + dir_.file("none.json") +
+                            "': No such file or directory"),
+            std::string::npos)
+      << result.err;
+  // The --config hint is only for the default path.
+  EXPECT_EQ(result.err.find("pass --config"), std::string::npos) << result.err;
+}
+
+TEST_F(DaemonSystem, ConfigDirectoryIsRejected) {
+  ::mkdir(dir_.file("conf.d").c_str(), 0755);
+  auto result = run_command({IMAROTD_PATH, "--config", dir_.file("conf.d"), "--check"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find(dir_.file("conf.d") + ": is a directory, expected a configuration file"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST_F(DaemonSystem, DefaultConfigMissingHintsConfig) {
+  if (std::filesystem::exists("/etc/imarotd/imarotd.json")) {
+    GTEST_SKIP() << "/etc/imarotd/imarotd.json exists on this machine";
+  }
+  auto result = run_command({IMAROTD_PATH, "--check"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("cannot read the configuration file '/etc/imarotd/imarotd.json': No such file or "
+                            "directory; pass --config FILE"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST_F(DaemonSystem, HelpShowsDefaultConfig) {
+  auto result = run_command({IMAROTD_PATH, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("/etc/imarotd/imarotd.json"), std::string::npos) << result.out;
+}
+
+// SIGHUP with the policy replaced by a directory: the daemon logs the error
+// and keeps measuring with the policy it has.
+TEST_F(DaemonSystem, ReloadKeepsPolicyWhenDirectory) {
+  write_config();
+  start_daemon();
+  std::filesystem::remove(dir_.file("policy"));
+  ::mkdir(dir_.file("policy").c_str(), 0755);
+  ASSERT_EQ(::kill(daemon_, SIGHUP), 0);
+
+  std::string reason = "policy reload failed, keeping the current policy: " + dir_.file("policy") +
+                       ": is a directory, expected a policy file";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (read_text_file(dir_.file("daemon.log")).find(reason) == std::string::npos) {
+    ASSERT_TRUE(child_running(daemon_)) << "imarotd exited:\n" << read_text_file(dir_.file("daemon.log"));
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << read_text_file(dir_.file("daemon.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  run({"cat", file("a", "a")});
+  wait_entries(2);
+  stop_daemon();
+  verify_against_tpm();
+}
+
+// A register that no longer holds the list is recorded in
+// STATE/divergence.log, one line per event, with an ISO 8601 UTC time.
+TEST_F(DaemonSystem, DivergenceLogHasUtcTime) {
+  write_config();
+  start_daemon();
+  stop_daemon();
+  std::vector<std::pair<HashAlgo, Digest>> foreign;
+  for (HashAlgo bank : kBanks) foreign.emplace_back(bank, Digest::filled(digest_size(bank), 0x5a));
+  ASSERT_TRUE(pcrextend(tools_, swtpm_->tcti(), kPcr, foreign));
+
+  start_daemon();
+  stop_daemon();
+  std::string text = read_text_file(dir_.file("state/divergence.log"));
+  ASSERT_FALSE(text.empty()) << read_text_file(dir_.file("daemon.log"));
+  std::regex timestamp(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z backend 'tpm2')");
+  EXPECT_TRUE(std::regex_search(text, timestamp)) << text;
 }
 
 }  // namespace
