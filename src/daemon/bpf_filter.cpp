@@ -9,30 +9,6 @@ namespace {
 
 constexpr size_t kHookCount = 9;
 
-imarot::PolicyFunc func_of(size_t hook) {
-  switch (static_cast<Hook>(hook)) {
-    case Hook::bprm_check:
-      return imarot::PolicyFunc::bprm_check;
-    case Hook::mmap_check:
-      return imarot::PolicyFunc::mmap_check;
-    case Hook::mmap_check_reqprot:
-      return imarot::PolicyFunc::mmap_check_reqprot;
-    case Hook::file_check:
-      return imarot::PolicyFunc::file_check;
-    case Hook::module_check:
-      return imarot::PolicyFunc::module_check;
-    case Hook::firmware_check:
-      return imarot::PolicyFunc::firmware_check;
-    case Hook::kexec_kernel_check:
-      return imarot::PolicyFunc::kexec_kernel_check;
-    case Hook::kexec_initramfs_check:
-      return imarot::PolicyFunc::kexec_initramfs_check;
-    case Hook::policy_check:
-      return imarot::PolicyFunc::policy_check;
-  }
-  return imarot::PolicyFunc::file_check;
-}
-
 bool is_measure_class(const imarot::PolicyRule& rule) {
   return rule.action == imarot::PolicyAction::measure || rule.action == imarot::PolicyAction::dont_measure;
 }
@@ -70,7 +46,7 @@ BpfFilter derive_bpf_filter(const imarot::Policy& policy, uint32_t default_pcr) 
   BpfFilter filter;
 
   for (size_t hook = 0; hook < kHookCount; ++hook) {
-    const imarot::PolicyFunc func = func_of(hook);
+    const imarot::PolicyFunc func = policy_func(static_cast<Hook>(hook));
     std::vector<BpfFilter::UidRange> ranges;
     bool every_uid = false;
     for (const auto& rule : policy.rules) {

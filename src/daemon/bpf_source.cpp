@@ -307,32 +307,16 @@ class BpfSource::Reader {
     // NOTE: the stand-in reader carries the writer's credentials, so a
     // policy rule on the reader's uid is judged on the writer's.
     if (event.write_access && record.cached_readers > 0) {
-      FileEvent reader = copy_header(event, EventKind::access);
+      FileEvent reader = copy_event_header(event, EventKind::access);
       reader.write_access = false;
       reader.mask = kMayRead;
-      FileEvent close = copy_header(event, EventKind::read_close);
+      FileEvent close = copy_event_header(event, EventKind::read_close);
       deliver(std::move(reader));
       deliver(std::move(event));
       deliver(std::move(close));
       return;
     }
     deliver(std::move(event));
-  }
-
-  FileEvent copy_header(const FileEvent& base, EventKind kind) {
-    FileEvent event;
-    event.kind = kind;
-    event.hook = base.hook;
-    event.mask = base.mask;
-    event.write_access = base.write_access;
-    event.pid = base.pid;
-    event.tgid = base.tgid;
-    event.comm = base.comm;
-    event.creds = base.creds;
-    event.file = base.file;
-    event.path = base.path;
-    event.deleted = base.deleted;
-    return event;
   }
 
   // file_mprotect cannot call bpf_d_path: the mapping's link in map_files

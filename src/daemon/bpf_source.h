@@ -83,8 +83,8 @@ FileEvent decode_close_record(const imarotd_close_record& record);
 //   load()      loads programs and maps into the kernel (the verifier runs);
 //   attach()    attaches the LSM programs, so records start to arrive;
 //   start()     reads the ring buffer on a thread of its own.
-// Each phase returns an error that names the phase and the kernel's reason,
-// so the caller can fall back to fanotify.
+// Each phase returns an error that names the phase and the kernel's reason.
+// The caller then falls back to fanotify.
 //
 // Every access record becomes a FileEvent with kind access. The source opens
 // the file by its path, checks dev, ino and generation, and passes the
@@ -129,7 +129,7 @@ class BpfSource final : public EventSource {
   // generation, or an error when there is none.
   imarot::Result<std::pair<uint64_t, uint32_t>> lookup_measured(dev_t dev, ino_t ino) const;
 
-  // Whether /sys/kernel/security/lsm lists "bpf". The error says why not.
+  // Checks that /sys/kernel/security/lsm lists "bpf". The error states why not.
   static imarot::Result<void> probe_bpf_lsm(const std::string& lsm_path = "/sys/kernel/security/lsm");
 
  private:

@@ -127,6 +127,13 @@ struct FileEvent {
   std::function<void()> on_measured;
 };
 
+// The policy func= value of `hook`.
+imarot::PolicyFunc policy_func(Hook hook);
+
+// Returns a copy of `base` with kind `kind`, without the descriptor, the
+// completion and the measured callback, which have one owner each.
+FileEvent copy_event_header(const FileEvent& base, EventKind kind);
+
 // An access described by its file alone, before the source has read
 // anything about the task (credentials, name, open flags). Sources pass it
 // to EventSink::complete_cached() to skip that work for files that are
@@ -183,9 +190,9 @@ class EventSource {
   // returns, so no task stays blocked on a stopped daemon.
   virtual void stop() = 0;
   virtual const EventSourceStats& stats() const = 0;
-  // Whether the source sees events on the filesystem of `file`. The scan of
-  // programs that were running before the source started submits only
-  // files for which this holds. Sources that see every filesystem keep the
+  // Whether the source receives events for files on the filesystem of
+  // `file`. The scan of programs that were running before the source
+  // started submits only files for which this is true. Sources that see every filesystem keep the
   // default.
   virtual bool watches(const FileIdentity& file) const {
     (void)file;

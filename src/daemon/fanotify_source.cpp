@@ -518,23 +518,6 @@ ExecFormat exec_format_of(int fd) {
   return ExecFormat::other;
 }
 
-// Returns a copy of `base` without its descriptor and completion, which
-// have one owner each.
-FileEvent copy_header(const FileEvent& base, EventKind kind) {
-  FileEvent event;
-  event.kind = kind;
-  event.hook = base.hook;
-  event.mask = base.mask;
-  event.pid = base.pid;
-  event.tgid = base.tgid;
-  event.comm = base.comm;
-  event.creds = base.creds;
-  event.file = base.file;
-  event.path = base.path;
-  event.deleted = base.deleted;
-  return event;
-}
-
 // Raises the soft descriptor limit to the hard one.
 void raise_descriptor_limit() {
   struct rlimit limit {};
@@ -797,8 +780,8 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   deliver_access_events(meta, base, open_call);
 
   // Closes. A merged notification event can carry both bits.
-  if ((meta.mask & FAN_CLOSE_WRITE) != 0) submit(copy_header(base, EventKind::write_close));
-  if ((meta.mask & FAN_CLOSE_NOWRITE) != 0) submit(copy_header(base, EventKind::read_close));
+  if ((meta.mask & FAN_CLOSE_WRITE) != 0) submit(copy_event_header(base, EventKind::write_close));
+  if ((meta.mask & FAN_CLOSE_NOWRITE) != 0) submit(copy_event_header(base, EventKind::read_close));
 
   // Notification events whose descriptor no access event took.
   if (!is_permission(meta) && (meta.mask & (FAN_OPEN | FAN_OPEN_EXEC)) == 0) ::close(meta.fd);
@@ -928,7 +911,7 @@ void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata
   // takes a duplicate. The permission response goes with the last one.
   size_t last_access = accesses.size() - 1;
   for (size_t i = 0; i < accesses.size(); ++i) {
-    FileEvent event = copy_header(base, EventKind::access);
+    FileEvent event = copy_event_header(base, EventKind::access);
     event.hook = accesses[i].hook;
     event.mask = accesses[i].mask;
     event.write_access = accesses[i].write_access;

@@ -6,7 +6,7 @@ namespace imarotd {
 namespace {
 
 // NOTE: the whole list is parsed into memory for the replay, so a Verify of
-// a million entries holds a few hundred megabytes until it returns.
+// a million entries keeps a few hundred megabytes until it returns.
 imarot::ParsedList parse_list(const CommittedList& list, uint64_t entries) {
   std::string records;
   list.render(CommittedList::Format::binary, 0, entries, records);

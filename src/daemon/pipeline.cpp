@@ -19,30 +19,6 @@
 namespace imarotd {
 namespace {
 
-imarot::PolicyFunc policy_func(Hook hook) {
-  switch (hook) {
-    case Hook::bprm_check:
-      return imarot::PolicyFunc::bprm_check;
-    case Hook::mmap_check:
-      return imarot::PolicyFunc::mmap_check;
-    case Hook::mmap_check_reqprot:
-      return imarot::PolicyFunc::mmap_check_reqprot;
-    case Hook::file_check:
-      return imarot::PolicyFunc::file_check;
-    case Hook::module_check:
-      return imarot::PolicyFunc::module_check;
-    case Hook::firmware_check:
-      return imarot::PolicyFunc::firmware_check;
-    case Hook::kexec_kernel_check:
-      return imarot::PolicyFunc::kexec_kernel_check;
-    case Hook::kexec_initramfs_check:
-      return imarot::PolicyFunc::kexec_initramfs_check;
-    case Hook::policy_check:
-      return imarot::PolicyFunc::policy_check;
-  }
-  return imarot::PolicyFunc::file_check;
-}
-
 // The query for an access without the task's credentials, which stay 0.
 // `fsname` is the filesystem's type name, or "" when no rule compares it.
 imarot::PolicyQuery make_file_query(Hook hook, uint32_t mask, const FileIdentity& file, std::string fsname) {

@@ -4,9 +4,10 @@
 // Entries are made and appended in batches of 10,000, as the writer thread
 // commits them, so that at most one batch of imarot::Entry objects exists
 // beside the list. The program reports the heap bytes the list has allocated
-// (glibc mallinfo2, which counts both arena and mmap allocations), the
-// growth of the process's resident set, the template data those entries
-// carry, and the difference: the list's own cost per entry. It then times
+// (glibc mallinfo2, which counts both arena and mmap allocations). It also
+// reports the growth of the process's resident set and the template data
+// those entries carry. Their difference is the list's own cost per entry.
+// It then times
 // the replay behind the D-Bus method Verify over the whole list, against
 // sha1 and sha256 values of register 10 computed beforehand.
 //

@@ -301,9 +301,9 @@ TEST_F(BpfLoader, RingBufferAboveLimitRejected) {
   EXPECT_NE(configured.error().message.find("1 GiB"), std::string::npos) << configured.error().message;
 }
 
-// The kernel either loads the programs (BPF LSM usable) or refuses them; a
-// refusal must name the phase and the reason, which is what the fanotify
-// fallback logs.
+// The kernel either loads the programs (BPF LSM usable) or rejects them. A
+// rejection must name the phase and the reason, because the fanotify
+// fallback logs that text.
 TEST_F(BpfLoader, LoadResultNamesPhase) {
   BpfSource source(BpfSourceOptions{});
   auto loaded = source.load();

@@ -38,29 +38,13 @@ status=0
   --payload "$here/boot" --results "$results" --log "$console" --timeout 600 || status=$?
 cat "$results/console.log" 2>/dev/null || true
 
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
+# shellcheck source=host-checks.sh
+. "$here/host-checks.sh"
+check_guest_status "$status" "$console"
 
-case "$status" in
-  0) ;;
-  124) fail "the guest did not finish within 600 s (console: $console)" ;;
-  125) fail "the guest stopped before the payload reported a result (console: $console)" ;;
-  *) fail "$status steps failed in the guest" ;;
-esac
-
-for name in cmdline_wants enabled_for_boot_only show_unit is_active timestamps service_starts \
+check_steps "$results" cmdline_wants enabled_for_boot_only show_unit is_active timestamps service_starts \
             no_ordering_cycle bus_name digests entries rotctl_log rotctl_verify rotctl_status \
-            stop pcrread evmctl_exported evmctl_state; do
-  line=$(grep -E "^$name [0-9]+$" "$results/steps.txt" 2>/dev/null || true)
-  if [ -z "$line" ]; then
-    fail "step $name did not run"
-  elif [ "${line##* }" != 0 ]; then
-    fail "step $name exited with status ${line##* }: $(head -c 600 "$results/$name.txt" 2>/dev/null)"
-  fi
-done
+            stop pcrread evmctl_exported evmctl_state
 
 # A restart at boot means the first start failed, for example because the
 # TPM device or /var/lib/imarotd was not ready yet. The journal shows why.

@@ -19,7 +19,7 @@ if [ -s "$out/vmlinuz" ] && [ -s "$out/kernel-version" ]; then
 fi
 
 # linux-image-cloud-amd64 is a metapackage; its Depends names the versioned
-# kernel package that holds the image.
+# kernel package that contains the image.
 package=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
   awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 if [ -z "$package" ]; then

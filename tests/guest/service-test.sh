@@ -45,22 +45,13 @@ cat "$results/console.log" 2>/dev/null || true
 rm -rf "$guest/service-results"
 cp -a "$results" "$guest/service-results"
 
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-case "$status" in
-  0) ;;
-  124) fail "the guest did not finish within 600 s (console: $console)" ;;
-  125) fail "the guest stopped before the payload reported a result (console: $console)" ;;
-  *) fail "$status steps failed in the guest" ;;
-esac
+# shellcheck source=host-checks.sh
+. "$here/host-checks.sh"
+check_guest_status "$status" "$console"
 
 # Every step must have run and succeeded; a missing line means the payload
 # stopped early.
-for name in unit_verify unit_security start is_active bus_name status show_start \
+check_steps "$results" unit_verify unit_security start is_active bus_name status show_start \
             run_root run_user run_env read_root entries_start \
             busctl_introspect busctl_entry_count busctl_event_source busctl_read_entries \
             rotctl_status rotctl_pcrs rotctl_log_1 rotctl_verify_1 reload is_active_reload \
@@ -70,14 +61,7 @@ for name in unit_verify unit_security start is_active bus_name status show_start
             fanotify_start fanotify_bus_name fanotify_event_source fanotify_run fanotify_entries fanotify_log \
             fanotify_verify fanotify_stop enable verify_enabled \
             reinstall_start reinstall restarted_by_postinst remove removed_inactive removed_disabled \
-            lists_kept; do
-  line=$(grep -E "^$name [0-9]+$" "$results/steps.txt" 2>/dev/null || true)
-  if [ -z "$line" ]; then
-    fail "step $name did not run"
-  elif [ "${line##* }" != 0 ]; then
-    fail "step $name exited with status ${line##* }: $(head -c 600 "$results/$name.txt" 2>/dev/null)"
-  fi
-done
+            lists_kept
 
 # systemctl status: active, with the daemon's status line.
 grep -q 'Active: active (running)' "$results/status.txt" 2>/dev/null ||

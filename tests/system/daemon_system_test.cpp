@@ -576,7 +576,7 @@ TEST_F(DaemonSystem, ReloadKeepsPolicyWhenDirectory) {
   verify_against_tpm();
 }
 
-// A register that no longer holds the list is recorded in
+// A register that no longer matches the list is recorded in
 // STATE/divergence.log, one line per event, with an ISO 8601 UTC time.
 TEST_F(DaemonSystem, DivergenceLogHasUtcTime) {
   write_config();

@@ -493,7 +493,7 @@ TEST_F(FieldCases, MeasuredFilesStillGiveViolations) {
   ASSERT_EQ(read_file_once(writer), 0);
   ASSERT_EQ(read_file_once(tomtou), 0);
 
-  // ToMToU: a reader of the measured file holds it open while a writer opens it.
+  // ToMToU: a reader of the measured file keeps it open while a writer opens it.
   pid_t reader = ::fork();
   if (reader == 0) {
     int fd = ::open(tomtou.c_str(), O_RDONLY);
