@@ -162,7 +162,7 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
   static const std::set<std::string> kKeys = {
       "policy",      "template",      "hash_algorithm",   "state_directory", "runtime_directory", "event_source",
       "measure_before_use", "queue_size", "hash_threads", "plugin_directory", "filesystems",      "backends",
-      "log_level",   "dbus",          "bpf_ring_buffer_kib"};
+      "log_level",   "dbus",          "bpf_ring_buffer_kib", "fanotify_events"};
   for (const auto& [key, value] : root.items()) {
     if (kKeys.count(key) == 0) {
       return validator.error("/" + key, fmt::format("unknown setting \"{}\"; see imarotd.json(5) for the settings",
@@ -245,6 +245,22 @@ imarot::Result<DaemonConfig> parse_config(const std::string& text, const std::st
       return validator.error("/measure_before_use", "\"measure_before_use\" must be true or false");
     }
     config.measure_before_use = root["measure_before_use"].get<bool>();
+  }
+  if (root.contains("fanotify_events")) {
+    std::string events;
+    if (auto ok = get_string("fanotify_events", events); !ok) return ok.error();
+    if (events == "notification") {
+      config.fanotify_notification_events = true;
+    } else if (events != "permission") {
+      return validator.error("/fanotify_events", fmt::format("unknown fanotify event kind \"{}\"; expected "
+                                                             "\"permission\" or \"notification\"",
+                                                             events));
+    }
+    if (config.fanotify_notification_events && config.measure_before_use) {
+      return validator.error("/fanotify_events",
+                             "\"fanotify_events\" is \"notification\", but measure_before_use needs permission "
+                             "events: an access can only wait for its measurement in a permission event");
+    }
   }
   if (root.contains("dbus")) {
     if (auto ok = get_string("dbus", config.dbus); !ok) return ok.error();

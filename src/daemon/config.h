@@ -31,6 +31,10 @@ struct DaemonConfig {
   std::string runtime_directory = "/run/imarotd";
   EventSourceChoice event_source = EventSourceChoice::automatic;
   bool measure_before_use = false;
+  // fanotify source: notification events instead of permission events. No
+  // opener waits for imarotd, but open flags are unknown (see
+  // imarotd.json(5)). Cannot be combined with measure_before_use.
+  bool fanotify_notification_events = false;
   uint32_t queue_size = 65536;
   uint32_t hash_threads = 0;  // 0: one per online CPU
   // Ring buffer of the eBPF LSM source in KiB, rounded up to a power of two

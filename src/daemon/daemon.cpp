@@ -84,6 +84,9 @@ nlohmann::json status_json(const DaemonConfig& config, const std::string& source
   status["template"] = std::string(config.default_template->list_name());
   status["hash_algorithm"] = std::string(imarot::hash_name(config.hash_algorithm));
   status["measure_before_use"] = config.measure_before_use;
+  if (source_name == "fanotify") {
+    status["fanotify_events"] = config.fanotify_notification_events ? "notification" : "permission";
+  }
   status["backends"] = nlohmann::json::array();
   for (const auto& backend : rot.status()) {
     nlohmann::json item;
@@ -279,7 +282,10 @@ int run_daemon(const DaemonConfig& config) {
     pipeline.stop();
     return 1;
   }
-  spdlog::info("event source: {} ({})", choice->source->name(), choice->reason);
+  spdlog::info("event source: {} ({}){}", choice->source->name(), choice->reason,
+               choice->source->name() == "fanotify" && config.fanotify_notification_events
+                   ? "; notification events: no access waits for imarotd, open flags are not known"
+                   : "");
 
   // Signals arrive through a signalfd so the loop below handles them in
   // order with the timer. main() blocked them before any thread started,

@@ -143,6 +143,7 @@ imarot::Result<SourceChoice> select_event_source(const DaemonConfig& config, con
 
   FanotifyOptions options;
   options.measure_before_use = config.measure_before_use;
+  options.notification_events = config.fanotify_notification_events;
   if (!config.filesystems.empty()) {
     options.mount_points = config.filesystems;
   } else {

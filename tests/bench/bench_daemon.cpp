@@ -1,10 +1,10 @@
 // The daemon's cost to the system it measures, on the fanotify source with
 // swtpm as the TPM, over a private tmpfs (needs root):
-//  - exec overhead: fork+exec of a small binary with imarotd off, on, and on
-//    with measure_before_use, after the binary was measured once. Three
-//    tmpfs mounts hold a copy each: one unwatched, one watched by a daemon,
-//    one by a second daemon with measure_before_use (each with its own
-//    swtpm). The cases take turns in blocks of BLOCK execs, because load
+//  - exec overhead: fork+exec of a small binary with imarotd off, on, on
+//    with measure_before_use, and on with notification events, after the
+//    binary was measured once. Four tmpfs mounts hold a copy each: one
+//    unwatched and one for each daemon (each daemon with its own swtpm).
+//    The cases take turns in blocks of BLOCK execs, because load
 //    from other processes changes within seconds and must shift every case
 //    alike. The ratios printed are medians of the per-block ratios.
 //  - first measurement of a tree of files: from the first read to the last
@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -135,18 +136,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_daemon: %s\n", swtpm.error().message.c_str());
     return 1;
   }
-  // swtpm serves one client at a time: the second daemon gets its own.
-  ::mkdir(dir.file("tpm-mbu").c_str(), 0700);
-  auto swtpm_mbu = imarot::test::Swtpm::start(*tools, dir.file("tpm-mbu"), swtpm_options);
-  if (!swtpm_mbu) {
-    std::fprintf(stderr, "bench_daemon: %s\n", swtpm_mbu.error().message.c_str());
-    return 1;
+  // swtpm serves one client at a time: each daemon of the exec cases gets
+  // its own.
+  std::vector<std::unique_ptr<imarot::test::Swtpm>> exec_swtpms;
+  for (const char* name : {"tpm-mbu", "tpm-notify"}) {
+    ::mkdir(dir.file(name).c_str(), 0700);
+    auto started = imarot::test::Swtpm::start(*tools, dir.file(name), swtpm_options);
+    if (!started) {
+      std::fprintf(stderr, "bench_daemon: %s\n", started.error().message.c_str());
+      return 1;
+    }
+    exec_swtpms.push_back(std::move(*started));
   }
 
-  // fs: watched by the daemon and later by the tree measurement;
-  // fs-mbu: watched by the measure_before_use daemon; fs-off: unwatched.
+  // fs: watched by the daemon and later by the tree measurement; fs-mbu and
+  // fs-notify: watched by the measure_before_use and the notification-event
+  // daemons; fs-off: unwatched.
   std::vector<std::string> mounted;
-  for (const char* name : {"fs", "fs-mbu", "fs-off"}) {
+  for (const char* name : {"fs", "fs-mbu", "fs-notify", "fs-off"}) {
     std::string path = dir.file(name);
     ::mkdir(path.c_str(), 0755);
     if (::mount("imarotd-bench", path.c_str(), "tmpfs", 0, "size=1g") != 0) {
@@ -160,16 +167,14 @@ int main(int argc, char** argv) {
   std::string fs = dir.file("fs");
   imarot::test::write_text_file(dir.file("policy"),
                                 "measure func=BPRM_CHECK mask=MAY_EXEC\nmeasure func=FILE_CHECK mask=^MAY_READ uid=0\n");
-  auto config = [&](const std::string& name, bool measure_before_use) {
-    const std::string& tcti = measure_before_use ? (*swtpm_mbu)->tcti() : (*swtpm)->tcti();
+  auto config = [&](const std::string& name, const std::string& filesystem, const std::string& tcti) {
     return nlohmann::json{
         {"policy", dir.file("policy")},
         {"state_directory", dir.file(name + "-state")},
         {"runtime_directory", dir.file(name + "-run")},
         {"plugin_directory", imarot::test::plugin_dir()},
         {"event_source", "fanotify"},
-        {"filesystems", {measure_before_use ? dir.file("fs-mbu") : fs}},
-        {"measure_before_use", measure_before_use},
+        {"filesystems", {filesystem}},
         {"dbus", "none"},
         {"backends", {{{"name", "tpm2"}, {"register", 11}, {"config", {{"tcti", tcti}}}}}},
     };
@@ -178,33 +183,44 @@ int main(int argc, char** argv) {
   // Exec overhead, steady state: 100 execs of each copy measure it (or find
   // it unchanged) before the timed blocks.
   {
-    nlohmann::json on_config = config("exec", false);
-    nlohmann::json before_use_config = config("exec-mbu", true);
-    Daemon on_daemon(dir, "exec", on_config);
-    Daemon before_use_daemon(dir, "exec-mbu", before_use_config);
-    const std::string programs[3] = {dir.file("fs-off") + "/true", fs + "/true", dir.file("fs-mbu") + "/true"};
-    for (const auto& program : programs) exec_loop(program, 100);
+    struct Case {
+      const char* label;
+      const char* name;  // of the daemon's files; empty: no daemon
+      std::string program;
+      nlohmann::json config;
+      std::unique_ptr<Daemon> daemon;
+      double total = 0;
+      double cpu = 0;
+      std::vector<double> ratios;
+    };
+    std::vector<Case> cases;
+    cases.push_back({"imarotd off (unwatched tmpfs)", "", dir.file("fs-off") + "/true", {}, nullptr});
+    cases.push_back({"imarotd on", "exec", fs + "/true", config("exec", fs, (*swtpm)->tcti()), nullptr});
+    cases.push_back({"imarotd on, measure_before_use", "exec-mbu", dir.file("fs-mbu") + "/true",
+                     config("exec-mbu", dir.file("fs-mbu"), exec_swtpms[0]->tcti()), nullptr});
+    cases.back().config["measure_before_use"] = true;
+    cases.push_back({"imarotd on, notification events", "exec-notify", dir.file("fs-notify") + "/true",
+                     config("exec-notify", dir.file("fs-notify"), exec_swtpms[1]->tcti()), nullptr});
+    cases.back().config["fanotify_events"] = "notification";
+    for (auto& c : cases) {
+      if (c.name[0] != '\0') c.daemon = std::make_unique<Daemon>(dir, c.name, c.config);
+    }
+    for (auto& c : cases) exec_loop(c.program, 100);
+    for (auto& c : cases) c.cpu = c.daemon ? -c.daemon->cpu_seconds() : 0;
 
-    double totals[3] = {0, 0, 0};
-    std::vector<double> on_ratios;
-    std::vector<double> before_use_ratios;
-    double on_cpu = on_daemon.cpu_seconds();
-    double before_use_cpu = before_use_daemon.cpu_seconds();
+    const int count = static_cast<int>(cases.size());
     for (int done = 0; done < execs; done += block) {
       // Every other block runs the cases in reverse order.
-      double seconds[3] = {0, 0, 0};
-      for (int step = 0; step < 3; ++step) {
-        int which = (done / block) % 2 == 0 ? step : 2 - step;
-        seconds[which] = exec_loop(programs[which], block);
-        totals[which] += seconds[which];
+      std::vector<double> seconds(cases.size());
+      for (int step = 0; step < count; ++step) {
+        int which = (done / block) % 2 == 0 ? step : count - 1 - step;
+        seconds[which] = exec_loop(cases[which].program, block);
+        cases[which].total += seconds[which];
       }
-      on_ratios.push_back(seconds[1] / seconds[0]);
-      before_use_ratios.push_back(seconds[2] / seconds[0]);
+      for (int i = 1; i < count; ++i) cases[i].ratios.push_back(seconds[i] / seconds[0]);
     }
-    on_cpu = on_daemon.cpu_seconds() - on_cpu;
-    before_use_cpu = before_use_daemon.cpu_seconds() - before_use_cpu;
-    const int blocks = static_cast<int>(on_ratios.size());
-    const int per_case = blocks * block;
+    for (auto& c : cases) c.cpu += c.daemon ? c.daemon->cpu_seconds() : 0;
+    const int per_case = static_cast<int>(cases[1].ratios.size()) * block;
     auto per_exec = [&](double value) { return value / per_case * 1e6; };
 
     auto median = [](std::vector<double> values) {
@@ -213,22 +229,21 @@ int main(int argc, char** argv) {
       return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
     };
     std::printf("exec loop, fork+exec+wait of a copy of /bin/true on a tmpfs, %d blocks of %d per case, interleaved:\n",
-                blocks, block);
-    std::printf("  imarotd off (unwatched tmpfs)    %8.1f us/exec\n", per_exec(totals[0]));
-    std::printf("  imarotd on                       %8.1f us/exec, daemon CPU %.1f us/exec\n", per_exec(totals[1]),
-                per_exec(on_cpu));
-    std::printf("  imarotd on, measure_before_use   %8.1f us/exec, daemon CPU %.1f us/exec\n", per_exec(totals[2]),
-                per_exec(before_use_cpu));
-    std::printf("  median of per-block ratios, on/off:                 %.3f  overhead %+.1f%% (target <= 2%%)\n",
-                median(on_ratios), (median(on_ratios) - 1) * 100);
-    std::printf("  median of per-block ratios, measure_before_use/off: %.3f  overhead %+.1f%%\n",
-                median(before_use_ratios), (median(before_use_ratios) - 1) * 100);
-    std::printf("  ratio of the totals: on/off %.3f, measure_before_use/off %.3f\n", totals[1] / totals[0],
-                totals[2] / totals[0]);
-    for (const auto& [daemon_config, name] : {std::pair{on_config, "on"}, std::pair{before_use_config, "mbu"}}) {
-      const Daemon& daemon = name == std::string("on") ? on_daemon : before_use_daemon;
-      nlohmann::json status = daemon.status(daemon_config);
-      std::printf("  daemon %-3s events %llu, for measured files %llu, completed before any /proc read %llu\n", name,
+                per_case / block, block);
+    for (const auto& c : cases) {
+      std::printf("  %-34s %8.1f us/exec", c.label, per_exec(c.total));
+      if (c.daemon) {
+        double ratio = median(c.ratios);
+        std::printf(", daemon CPU %5.1f us/exec, median of per-block ratios to off %.3f, overhead %+.1f%%",
+                    per_exec(c.cpu), ratio, (ratio - 1) * 100);
+      }
+      std::printf("\n");
+    }
+    std::printf("  target: overhead <= 2%% in steady state\n");
+    for (const auto& c : cases) {
+      if (!c.daemon) continue;
+      nlohmann::json status = c.daemon->status(c.config);
+      std::printf("  daemon %-11s events %llu, for measured files %llu, completed before any /proc read %llu\n", c.name,
                   status.value("events", 0ULL), status.value("cached", 0ULL),
                   status.value("completed_from_identity", 0ULL));
     }
@@ -254,7 +269,7 @@ int main(int argc, char** argv) {
 
   double tree = 0;
   {
-    Daemon daemon(dir, "tree", config("tree", false));
+    Daemon daemon(dir, "tree", config("tree", fs, (*swtpm)->tcti()));
     std::string list = dir.file("tree-state/current.bin");
     size_t expected = list_entries(list) + files.size();
     double start = bench::now_seconds();
@@ -283,6 +298,6 @@ int main(int argc, char** argv) {
 
   for (const auto& path : mounted) ::umount2(path.c_str(), MNT_DETACH);
   (*swtpm)->stop();
-  (*swtpm_mbu)->stop();
+  for (auto& extra : exec_swtpms) extra->stop();
   return 0;
 }

@@ -321,6 +321,33 @@ TEST_F(DaemonSystem, RestartContinuesList) {
   verify_against_tpm();
 }
 
+// With notification events no access waits for imarotd, yet every exec and
+// read under the policy is measured, once per unchanged file.
+TEST_F(DaemonSystem, NotificationEventsMeasureExecAndRead) {
+  write_config({{"fanotify_events", "notification"}});
+  std::string program = fs_ + "/program";
+  std::filesystem::copy_file("/bin/true", program);
+  start_daemon();
+  EXPECT_EQ(status()["fanotify_events"], "notification");
+  for (int i = 0; i < 3; ++i) run({program});
+  run({"cat", file("data", "read by root")});
+  wait_entries(3);
+  run({"cat", fs_ + "/data"});
+  stop_daemon();
+  EXPECT_NE(read_text_file(dir_.file("daemon.log")).find("notification events"), std::string::npos);
+
+  auto names_now = names();
+  std::string shown;
+  for (const auto& name : names_now) shown += name + "\n";
+  ASSERT_EQ(names_now.size(), 3u) << shown;
+  EXPECT_EQ(names_now[1], program);
+  EXPECT_EQ(names_now[2], fs_ + "/data");
+  auto fields = decode_fields(list().entries[1]);
+  ASSERT_TRUE(fields);
+  EXPECT_EQ(to_hex(fields->file_digest), hash_file(program, HashAlgo::sha256)->hex());
+  verify_against_tpm();
+}
+
 // kill -9 at random moments while files are being read: after each restart
 // the register must hold exactly the list, each entry once.
 TEST_F(DaemonSystem, KillNineHundredTimes) {

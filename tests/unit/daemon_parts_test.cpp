@@ -31,6 +31,17 @@ TEST(Config, DefaultsFromEmptyObject) {
   EXPECT_EQ(config->default_template->name, "ima-ng");
   EXPECT_EQ(config->hash_algorithm, imarot::HashAlgo::sha256);
   EXPECT_EQ(config->plugin_directory, "/plugins");
+  EXPECT_FALSE(config->fanotify_notification_events);
+}
+
+TEST(Config, FanotifyEventKind) {
+  auto notification = parse_config(R"({"fanotify_events": "notification"})", "imarotd.json", "/plugins");
+  ASSERT_TRUE(notification) << notification.error().message;
+  EXPECT_TRUE(notification->fanotify_notification_events);
+  auto permission = parse_config(R"({"fanotify_events": "permission", "measure_before_use": true})", "imarotd.json",
+                                 "/plugins");
+  ASSERT_TRUE(permission) << permission.error().message;
+  EXPECT_FALSE(permission->fanotify_notification_events);
 }
 
 TEST(Config, FullExample) {
@@ -68,6 +79,10 @@ TEST(Config, ErrorsNameLineAndColumn) {
        "imarotd.json:3:34: \"register\" must be an integer from 0 to 63"},
       {"{\n  \"policy\": \"x\",\n}", "imarotd.json:3:1: invalid JSON"},
       {"{\"event_source\": \"ebpf\"}", "imarotd.json:1:18: unknown event source \"ebpf\""},
+      {"{\"fanotify_events\": \"perm\"}",
+       "imarotd.json:1:21: unknown fanotify event kind \"perm\"; expected \"permission\" or \"notification\""},
+      {"{\n  \"fanotify_events\": \"notification\",\n  \"measure_before_use\": true\n}",
+       "imarotd.json:2:22: \"fanotify_events\" is \"notification\", but measure_before_use needs permission events"},
   };
   for (const auto& c : cases) {
     auto config = parse_config(c.text, "imarotd.json", "/plugins");
