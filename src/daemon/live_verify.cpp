@@ -78,7 +78,10 @@ imarot::Result<std::vector<BackendReference>> read_live_references(ManagerModel&
       auto read = model.read_registers(backend.id, bank, registers);
       if (!read) {
         if (read.error().code == kModelUnallocated) continue;  // an unallocated bank has nothing to check
-        return imarot::Error{fmt::format("backend {}: {}", backend.id, read.error().message), read.error().code};
+        // Messages from the backend set name the backend already.
+        const std::string& message = read.error().message;
+        bool named = message.find("'" + backend.id + "'") != std::string::npos;
+        return imarot::Error{named ? message : fmt::format("backend {}: {}", backend.id, message), read.error().code};
       }
       if (!read->allocated) continue;
       for (size_t i = 0; i < read->registers.size(); ++i) {

@@ -572,8 +572,14 @@ Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
   input.mode = static_cast<uint16_t>(event.file.mode);
 
   auto violation = [&](const std::string& cause) {
-    spdlog::warn("cannot measure '{}' (pid {}, {}): {}; recorded as a violation", event.path, event.pid, event.comm,
-                 cause);
+    // A file that cannot be read can be opened without bound: these share
+    // the violations' log limit.
+    auto decision = violation_log_limit_.admit(LogRateLimit::Clock::now());
+    if (decision.suppressed > 0) log_suppressed_count(decision.suppressed);
+    if (decision.log) {
+      spdlog::warn("cannot measure '{}' (pid {}, {}): {}; recorded as a violation", event.path, event.pid,
+                   event.comm, cause);
+    }
     input.violation = true;
     auto entry = imarot::make_entry(job.pcr, *job.tmpl, input);
     if (entry) item.entry = std::move(*entry);

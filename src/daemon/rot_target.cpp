@@ -230,8 +230,10 @@ imarot::rot::RotResult<imarot::rot::RotBackend*> RotTarget::find_backend(const s
   }
   for (const auto& refused : refused_) {
     if (refused.id == id) {
-      return RotError{Status::invalid, 0, fmt::format("backend '{}' was refused and is not open: {}", id,
-                                                      refused.last_error)};
+      // Not the caller's fault: the backend's device or configuration
+      // failed when imarotd started.
+      return RotError{Status::unavailable, 0, fmt::format("backend '{}' was refused at start and is not open: {}", id,
+                                                          refused.last_error)};
     }
   }
   std::string known;

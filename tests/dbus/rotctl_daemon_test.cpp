@@ -323,6 +323,14 @@ TEST_F(RotctlDaemon, VerifyRefusedBackendFails) {
   EXPECT_NE(lines[1].find("divergence.log"), std::string::npos) << lines[1];
   EXPECT_EQ(lines[2], "FAILED");
 
+  // Called directly, Verify fails as the backend's failure, not as a bad
+  // argument of the caller, and names the backend once.
+  auto direct = bus_->call("Verify", [](sd_bus_message* m) { return sd_bus_message_append(m, "a{sv}", 0); });
+  ASSERT_FALSE(direct->ok());
+  EXPECT_EQ(direct->error_name(), "org.imarot1.Error.BackendFailed");
+  EXPECT_EQ(direct->error_message().rfind("backend 'tpm2' was refused at start and is not open: ", 0), 0u)
+      << direct->error_message();
+
   CommandResult json = run({"verify", "--json", "--backend", "tpm2"});
   EXPECT_EQ(json.exit_code, 1) << json.out << json.err;
   auto out = nlohmann::json::parse(json.out);

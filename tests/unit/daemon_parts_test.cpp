@@ -318,6 +318,41 @@ TEST_F(PipelineTest, ViolationLogIsRateLimited) {
       << text;
 }
 
+// Files that vanish before they are hashed: each becomes a violation entry,
+// and their warnings share the violations' log limit.
+TEST_F(PipelineTest, CannotMeasureWarningsAreRateLimited) {
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+  logger->set_pattern("%v");
+  spdlog::set_default_logger(logger);
+
+  start();
+  // All files exist at once, so that no two share an inode number.
+  std::vector<FileEvent> events;
+  for (int i = 0; i < 15; ++i) {
+    std::string path = make_file("gone-" + std::to_string(i), std::to_string(i));
+    events.push_back(event_for(path, Hook::bprm_check, kMayExec));
+    events.back().fd = UniqueFd();  // no descriptor: the pipeline opens the path
+  }
+  for (auto& event : events) ASSERT_EQ(::unlink(event.path.c_str()), 0);
+  for (auto& event : events) pipeline_->submit(std::move(event));
+  pipeline_->wait_idle();
+  pipeline_->stop();
+  pipeline_->log_suppressed_violations(/*flush=*/true);
+  spdlog::set_default_logger(previous);
+
+  EXPECT_EQ(pipeline_->counters().violations.load(), 15u);
+  EXPECT_EQ(log_->size(), 15u);
+  std::string text = captured.str();
+  size_t lines = 0;
+  for (size_t at = text.find("cannot measure '"); at != std::string::npos; at = text.find("cannot measure '", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 10u) << text;
+  EXPECT_NE(text.find("5 more violations were not logged"), std::string::npos) << text;
+}
+
 TEST_F(PipelineTest, QueueOverflowBecomesViolationWithCount) {
   start(/*queue_size=*/1);
   std::vector<std::string> paths;
