@@ -55,6 +55,22 @@ std::optional<uint64_t> read_committed_size(int fd) {
 void LogStore::release_entries() {
   keep_entries_ = false;
   std::vector<imarot::Entry>().swap(entries_);
+  std::vector<uint64_t>().swap(entry_offsets_);
+}
+
+imarot::Result<size_t> LogStore::read_at(uint64_t offset, std::span<uint8_t> buffer) const {
+  size_t done = 0;
+  while (done < buffer.size()) {
+    ssize_t n = ::pread(fd_.get(), buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      return system_error(fmt::format("cannot read '{}' at byte offset {}", path_, offset + done), error);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
 }
 
 imarot::Result<std::string> read_boot_id(const std::string& path) {
@@ -117,6 +133,7 @@ imarot::Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& stat
     return system_error(fmt::format("cannot write '{}'", committed_path), written.error().code);
   }
   store->entries_ = std::move(list.entries);
+  store->entry_offsets_.assign(list.offsets.begin(), list.offsets.end());
   store->size_ = store->entries_.size();
 
   std::string current = state_dir + "/current.bin";
@@ -129,10 +146,15 @@ imarot::Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& stat
   return store;
 }
 
-imarot::Result<void> LogStore::append(const std::vector<imarot::Entry>& batch) {
-  if (batch.empty()) return imarot::Ok{};
+imarot::Result<std::vector<uint64_t>> LogStore::append(const std::vector<imarot::Entry>& batch) {
+  std::vector<uint64_t> offsets;
+  if (batch.empty()) return offsets;
   imarot::Bytes records;
-  for (const auto& entry : batch) imarot::append_binary_record(records, entry);
+  offsets.reserve(batch.size());
+  for (const auto& entry : batch) {
+    offsets.push_back(file_size_ + records.size());
+    imarot::append_binary_record(records, entry);
+  }
 
   if (::lseek(fd_.get(), static_cast<off_t>(file_size_), SEEK_SET) < 0) {
     return system_error(fmt::format("cannot seek in '{}'", path_), errno);
@@ -151,8 +173,11 @@ imarot::Result<void> LogStore::append(const std::vector<imarot::Entry>& batch) {
   // torn record still starts after it, so recovery still removes that record.
   (void)write_committed_size(committed_fd_.get(), file_size_);
   size_ += batch.size();
-  if (keep_entries_) entries_.insert(entries_.end(), batch.begin(), batch.end());
-  return imarot::Ok{};
+  if (keep_entries_) {
+    entries_.insert(entries_.end(), batch.begin(), batch.end());
+    entry_offsets_.insert(entry_offsets_.end(), offsets.begin(), offsets.end());
+  }
+  return offsets;
 }
 
 }  // namespace imarotd

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,16 +33,24 @@ class LogStore {
   LogStore& operator=(const LogStore&) = delete;
 
   // Appends the records and makes them durable (one fdatasync for the whole
-  // batch). On error nothing of the batch counts as appended, and the file
-  // is cut back to its previous size.
-  imarot::Result<void> append(const std::vector<imarot::Entry>& batch);
+  // batch). Returns the byte offset in the file of each appended record. On
+  // error nothing of the batch counts as appended, and the file is cut back
+  // to its previous size.
+  imarot::Result<std::vector<uint64_t>> append(const std::vector<imarot::Entry>& batch);
+
+  // Reads up to buffer.size() bytes of the list file at byte `offset`.
+  // Returns the count read, which is smaller only at the end of the file.
+  imarot::Result<size_t> read_at(uint64_t offset, std::span<uint8_t> buffer) const;
 
   // The entries in memory: those loaded by open() and, until
   // release_entries() is called, those appended since.
   const std::vector<imarot::Entry>& entries() const { return entries_; }
-  // Frees the entries in memory and stops keeping appended ones. The daemon
-  // calls it once the parts that read the whole list at startup have done
-  // so, because the D-Bus list keeps its own compact copy.
+  // The byte offset in the file of each record in entries().
+  const std::vector<uint64_t>& entry_offsets() const { return entry_offsets_; }
+  // Frees the entries in memory and their offsets, and stops keeping
+  // appended ones. The daemon calls it once the parts that read the whole
+  // list at startup have done so, because the D-Bus list keeps its own
+  // compact copy.
   void release_entries();
   // Entries in the file, whether kept in memory or not.
   size_t size() const { return size_; }
@@ -57,6 +66,7 @@ class LogStore {
   UniqueFd committed_fd_;
   uint64_t file_size_ = 0;
   std::vector<imarot::Entry> entries_;
+  std::vector<uint64_t> entry_offsets_;
   size_t size_ = 0;
   bool keep_entries_ = true;
   std::optional<std::string> recovery_note_;

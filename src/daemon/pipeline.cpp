@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <unordered_set>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -87,25 +86,6 @@ bool same_content_state(const struct stat& a, const struct stat& b) {
   bool only_links_changed = a.st_nlink != b.st_nlink;
   return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
          (same_ctime || only_links_changed);
-}
-
-// Key of the kernel's duplicate check: the template digest and the PCR.
-struct DigestKey {
-  std::array<uint8_t, 24> bytes{};
-  bool operator==(const DigestKey&) const = default;
-};
-struct DigestKeyHash {
-  size_t operator()(const DigestKey& key) const {
-    size_t value = 0;
-    std::memcpy(&value, key.bytes.data(), sizeof value);
-    return value;
-  }
-};
-DigestKey digest_key(const imarot::Entry& entry) {
-  DigestKey key;
-  std::copy(entry.sha1.begin(), entry.sha1.end(), key.bytes.begin());
-  std::memcpy(key.bytes.data() + 20, &entry.pcr, 4);
-  return key;
 }
 
 }  // namespace
@@ -637,9 +617,13 @@ Pipeline::WriterItem Pipeline::hash_file(HashJob& job) {
 }
 
 void Pipeline::writer_loop(std::promise<void>& started) {
-  std::unordered_set<DigestKey, DigestKeyHash> present;
-  for (const auto& entry : log_.entries()) {
-    if (!entry.is_violation()) present.insert(digest_key(entry));
+  TemplateDigestIndex present(
+      [this](uint64_t offset, std::span<uint8_t> buffer) { return log_.read_at(offset, buffer); });
+  const std::vector<imarot::Entry>& loaded = log_.entries();
+  const std::vector<uint64_t>& loaded_offsets = log_.entry_offsets();
+  present.reserve(loaded.size());
+  for (size_t i = 0; i < loaded.size(); ++i) {
+    if (!loaded[i].is_violation()) present.insert(record_key(loaded[i]), loaded_offsets[i]);
   }
   started.set_value();
 
@@ -667,32 +651,14 @@ void Pipeline::writer_loop(std::promise<void>& started) {
     }
     if (batch.empty()) continue;
 
-    // The kernel's duplicate check: an entry equal to one in the list is
-    // not added again (violations excepted), but the file counts as measured.
-    std::vector<imarot::Entry> entries;
-    for (auto& item : batch) {
-      if (!item.entry) continue;
-      if (!item.entry->is_violation()) {
-        if (!present.insert(digest_key(*item.entry)).second) {
-          counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
-          continue;
-        }
-      }
-      entries.push_back(*item.entry);
-    }
-
+    std::vector<RecordKey> keys;
+    std::vector<imarot::Entry> entries = drop_duplicates(batch, present, keys);
     uint64_t first_index = log_.size();
-    auto backoff = std::chrono::milliseconds(100);
-    for (;;) {
-      auto appended = log_.append(entries);
-      if (appended) break;
-      counters_.append_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("{}; retrying in {} ms, new events wait meanwhile", appended.error().message, backoff.count());
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-    }
-    for (const auto& entry : entries) {
-      (entry.is_violation() ? counters_.violations : counters_.measured).fetch_add(1, std::memory_order_relaxed);
+    std::vector<uint64_t> offsets = append_until_durable(entries);
+    size_t next_key = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (!entries[i].is_violation()) present.insert(keys[next_key++], offsets[i]);
+      (entries[i].is_violation() ? counters_.violations : counters_.measured).fetch_add(1, std::memory_order_relaxed);
     }
 
     if (!entries.empty()) target_.extend(entries, first_index);
@@ -704,6 +670,41 @@ void Pipeline::writer_loop(std::promise<void>& started) {
       in_flight_ -= batch.size();
       if (in_flight_ == 0) writer_idle_.notify_all();
     }
+  }
+}
+
+// The kernel's duplicate check: an entry with the template digest and PCR of
+// one in the list is not added again (violations excepted), but the file
+// counts as measured.
+std::vector<imarot::Entry> Pipeline::drop_duplicates(const std::vector<WriterItem>& batch,
+                                                     TemplateDigestIndex& present, std::vector<RecordKey>& keys) {
+  std::vector<imarot::Entry> entries;
+  for (const auto& item : batch) {
+    if (!item.entry) continue;
+    if (!item.entry->is_violation()) {
+      RecordKey key = record_key(*item.entry);
+      // The index contains the records of earlier batches. This batch's are
+      // not in the file yet, so they are compared here.
+      if (std::find(keys.begin(), keys.end(), key) != keys.end() || present.contains(key)) {
+        counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      keys.push_back(key);
+    }
+    entries.push_back(*item.entry);
+  }
+  return entries;
+}
+
+std::vector<uint64_t> Pipeline::append_until_durable(const std::vector<imarot::Entry>& entries) {
+  auto backoff = std::chrono::milliseconds(100);
+  for (;;) {
+    auto appended = log_.append(entries);
+    if (appended) return std::move(*appended);
+    counters_.append_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("{}; retrying in {} ms, new events wait meanwhile", appended.error().message, backoff.count());
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }
 

@@ -24,6 +24,7 @@
 #include "fs_names.h"
 #include "log_rate_limit.h"
 #include "log_store.h"
+#include "template_digest_index.h"
 
 namespace imarotd {
 
@@ -131,6 +132,13 @@ class Pipeline : public EventSink {
   void record_lost(uint64_t count, const std::string& reason);
   void log_suppressed_count(uint64_t count);
   WriterItem hash_file(HashJob& job);
+  // Returns the batch's entries without its duplicates, and the key of
+  // each returned entry that is not a violation in `keys`, in order.
+  std::vector<imarot::Entry> drop_duplicates(const std::vector<WriterItem>& batch, TemplateDigestIndex& present,
+                                             std::vector<RecordKey>& keys);
+  // Appends `entries` to the list, retrying with a backoff of up to 5 s
+  // until the append succeeds. Returns each record's byte offset.
+  std::vector<uint64_t> append_until_durable(const std::vector<imarot::Entry>& entries);
   void commit_batch(std::vector<WriterItem>& batch);
 
   PipelineOptions options_;

@@ -16,6 +16,7 @@
 #include "imarot/replay.h"
 #include "log_store.h"
 #include "pipeline.h"
+#include "template_digest_index.h"
 #include "test_util.h"
 
 namespace imarotd {
@@ -159,6 +160,57 @@ TEST(LogStore, DamageInsideCommittedPartIsNotCut) {
   ASSERT_FALSE(store);
   EXPECT_NE(store.error().message.find("is damaged"), std::string::npos) << store.error().message;
   EXPECT_EQ(read_file(path), data);
+}
+
+TEST(LogStore, ReportsRecordOffsets) {
+  TempDir dir;
+  std::vector<uint64_t> appended;
+  {
+    auto store = LogStore::open(dir.path(), "boot-a");
+    ASSERT_TRUE(store) << store.error().message;
+    auto first = (*store)->append({sample_entry("/a"), sample_entry("/bb")});
+    ASSERT_TRUE(first) << first.error().message;
+    auto second = (*store)->append({sample_entry("/ccc")});
+    ASSERT_TRUE(second) << second.error().message;
+    appended = *first;
+    appended.insert(appended.end(), second->begin(), second->end());
+    EXPECT_EQ((*store)->entry_offsets(), appended);
+  }
+  imarot::ParsedList parsed = imarot::parse_binary_list(read_file(dir.file("current.bin")));
+  ASSERT_FALSE(parsed.error);
+  ASSERT_EQ(parsed.offsets.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(appended[i], parsed.offsets[i]) << "record " << i;
+
+  auto store = LogStore::open(dir.path(), "boot-a");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->entry_offsets(), appended);
+  (*store)->release_entries();
+  EXPECT_TRUE((*store)->entry_offsets().empty());
+}
+
+TEST(LogStore, ReadsRecordBytesAtOffset) {
+  TempDir dir;
+  auto store = LogStore::open(dir.path(), "boot-a");
+  ASSERT_TRUE(store) << store.error().message;
+  imarot::Entry entry = sample_entry("/b");
+  auto offsets = (*store)->append({sample_entry("/a"), entry});
+  ASSERT_TRUE(offsets) << offsets.error().message;
+  ASSERT_EQ(offsets->size(), 2u);
+
+  RecordKey key{};
+  auto read = (*store)->read_at((*offsets)[1], key);
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_EQ(*read, key.size());
+  EXPECT_EQ(key, record_key(entry));
+
+  // Past the end of the file the count is short, not an error.
+  const uint64_t end = read_file((*store)->path()).size();
+  read = (*store)->read_at(end - 4, key);
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_EQ(*read, 4u);
+  read = (*store)->read_at(end + 100, key);
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_EQ(*read, 0u);
 }
 
 // Records what the pipeline extends, replaying it into sha256 registers.
@@ -400,6 +452,112 @@ TEST_F(PipelineTest, CompletionRunsAfterCommit) {
   pipeline_->submit(std::move(event));
   pipeline_->wait_idle();
   EXPECT_TRUE(completed);
+}
+
+imarot::Entry violation_entry(const std::string& name) {
+  imarot::TemplateInput input;
+  input.name = name;
+  input.violation = true;
+  return *imarot::make_entry(10, *imarot::find_builtin_template("ima-ng"), input);
+}
+
+TEST_F(PipelineTest, DuplicateEntryIsDropped) {
+  start();
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->wait_idle();
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->submit_entry(sample_entry("/b"));
+  pipeline_->wait_idle();
+  EXPECT_EQ(names(), (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), 1u);
+  EXPECT_EQ(pipeline_->counters().measured.load(), 2u);
+  EXPECT_EQ(target_.extended.size(), 2u);
+}
+
+TEST_F(PipelineTest, DuplicateInOneBatchIsDropped) {
+  // Entries queued before the writer starts reach it as one batch.
+  pipeline_ = std::make_unique<Pipeline>(PipelineOptions{}, policy_, *log_, target_);
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->submit_entry(sample_entry("/b"));
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->start();
+  pipeline_->wait_idle();
+  EXPECT_EQ(names(), (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), 2u);
+}
+
+TEST_F(PipelineTest, SameDigestOtherPcrIsKept) {
+  start();
+  imarot::Entry on_pcr_10 = sample_entry("/a");
+  imarot::Entry on_pcr_11 = on_pcr_10;
+  on_pcr_11.pcr = 11;
+  pipeline_->submit_entry(on_pcr_10);
+  pipeline_->submit_entry(on_pcr_11);
+  pipeline_->wait_idle();
+  pipeline_->submit_entry(on_pcr_11);
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 2u);
+  EXPECT_EQ(log_->entries()[0].sha1, log_->entries()[1].sha1);
+  EXPECT_EQ(log_->entries()[0].pcr, 10u);
+  EXPECT_EQ(log_->entries()[1].pcr, 11u);
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), 1u);
+}
+
+TEST_F(PipelineTest, ViolationsAreNeverDuplicates) {
+  start();
+  pipeline_->submit_entry(violation_entry("/a"));
+  pipeline_->submit_entry(violation_entry("/a"));
+  pipeline_->wait_idle();
+  pipeline_->submit_entry(violation_entry("/a"));
+  pipeline_->wait_idle();
+  EXPECT_EQ(log_->size(), 3u);
+  EXPECT_EQ(pipeline_->counters().violations.load(), 3u);
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), 0u);
+}
+
+TEST_F(PipelineTest, RestartDropsDuplicatesOfLoadedEntries) {
+  ASSERT_TRUE(log_->append({sample_entry("/a"), violation_entry("/v"), sample_entry("/b")}));
+  auto reopened = LogStore::open(dir_.file("state"), "boot");
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  log_ = std::move(*reopened);
+  target_.extended = log_->entries();  // extended before the restart
+  start();
+  // As the daemon does: the loaded entries are freed once the pipeline runs,
+  // so the check reads the loaded records back from the file.
+  log_->release_entries();
+
+  pipeline_->submit_entry(sample_entry("/b"));
+  pipeline_->submit_entry(sample_entry("/a"));
+  pipeline_->submit_entry(violation_entry("/v"));
+  pipeline_->submit_entry(sample_entry("/c"));
+  pipeline_->wait_idle();
+  pipeline_->submit_entry(sample_entry("/c"));
+  pipeline_->wait_idle();
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), 3u);
+  EXPECT_EQ(log_->size(), 5u);
+
+  imarot::ParsedList parsed = imarot::parse_binary_list(read_file(log_->path()));
+  ASSERT_FALSE(parsed.error);
+  std::vector<std::string> listed;
+  for (const auto& entry : parsed.entries) listed.push_back(imarot::decode_fields(entry)->name);
+  EXPECT_EQ(listed, (std::vector<std::string>{"/a", "/v", "/b", "/v", "/c"}));
+}
+
+TEST_F(PipelineTest, DuplicatesFoundAfterIndexGrowth) {
+  start();
+  log_->release_entries();
+  // 3,000 entries grow the index's table twice, and each growth reads the
+  // keys back from the list file.
+  const int count = 3000;
+  for (int i = 0; i < count; ++i) pipeline_->submit_entry(sample_entry("/lib" + std::to_string(i)));
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), static_cast<size_t>(count));
+  for (int i = count - 1; i >= 0; --i) pipeline_->submit_entry(sample_entry("/lib" + std::to_string(i)));
+  pipeline_->submit_entry(sample_entry("/new"));
+  pipeline_->wait_idle();
+  EXPECT_EQ(pipeline_->counters().duplicates.load(), static_cast<uint64_t>(count));
+  EXPECT_EQ(log_->size(), static_cast<size_t>(count) + 1);
 }
 
 }  // namespace
