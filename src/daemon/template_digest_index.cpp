@@ -1,15 +1,15 @@
 #include "template_digest_index.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
-#include <bit>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <random>
 
 #include <fmt/format.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 namespace imarotd {
@@ -32,65 +32,17 @@ uint64_t load_le64(const uint8_t* bytes) {
 uint64_t tag_of(uint64_t hash_value) { return hash_value >> kOffsetBits; }
 uint64_t stored_offset(uint64_t slot) { return (slot & kOffsetMask) - 1; }
 
-struct SipState {
-  uint64_t v0, v1, v2, v3;
-
-  void round() {
-    v0 += v1;
-    v1 = std::rotl(v1, 13);
-    v1 ^= v0;
-    v0 = std::rotl(v0, 32);
-    v2 += v3;
-    v3 = std::rotl(v3, 16);
-    v3 ^= v2;
-    v0 += v3;
-    v3 = std::rotl(v3, 21);
-    v3 ^= v0;
-    v2 += v1;
-    v1 = std::rotl(v1, 17);
-    v1 ^= v2;
-    v2 = std::rotl(v2, 32);
-  }
-
-  void compress(uint64_t word) {
-    v3 ^= word;
-    round();
-    round();
-    v0 ^= word;
-  }
-};
-
-// A per-process key for the table's hash. getrandom() with no flags blocks
-// until the kernel's random pool is initialized.
+// A per-process key for the table's hash, from OpenSSL's random generator.
 SipHashKey random_hash_key() {
   SipHashKey key{};
-  size_t filled = 0;
-  while (filled < key.size()) {
-    ssize_t got = ::getrandom(key.data() + filled, key.size() - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) break;
-    filled += static_cast<size_t>(got);
-  }
-  if (filled == key.size()) return key;
-
-  const int error_code = errno;
-  spdlog::warn("getrandom failed ({}); the duplicate check's hash key comes from std::random_device instead",
-               std::strerror(error_code));
-  try {
-    std::random_device device;
-    for (size_t i = 0; i < key.size(); i += 4) {
-      uint32_t word = device();
-      std::memcpy(key.data() + i, &word, 4);
-    }
-  } catch (const std::exception& error) {
-    // Exactness does not depend on the key, only the resistance of the
-    // probe chains to chosen collisions does.
-    spdlog::error("std::random_device failed ({}); the duplicate check's hash key comes from the clock, so "
-                  "crafted file contents may slow the check down",
-                  error.what());
-    uint64_t now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::memcpy(key.data(), &now, sizeof now);
-  }
+  if (RAND_bytes(key.data(), static_cast<int>(key.size())) == 1) return key;
+  // Exactness does not depend on the key, only the resistance of the probe
+  // chains to chosen collisions does.
+  spdlog::error("RAND_bytes failed ({}); the duplicate check's hash key comes from the clock, so crafted file "
+                "contents may slow the check down",
+                ERR_error_string(ERR_get_error(), nullptr));
+  uint64_t now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::memcpy(key.data(), &now, sizeof now);
   return key;
 }
 
@@ -103,34 +55,66 @@ RecordKey record_key(const imarot::Entry& entry) {
   return key;
 }
 
+KeyedHash::KeyedHash(const SipHashKey& key) {
+  struct Choice {
+    const char* mac;
+    bool siphash;
+  };
+  for (Choice choice : {Choice{"SIPHASH", true}, Choice{"HMAC", false}}) {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, choice.mac, nullptr);
+    if (mac == nullptr) continue;
+    EVP_MAC_CTX* context = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // the context keeps its own reference
+    if (context == nullptr) continue;
+    size_t size = 8;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[2] = {choice.siphash ? OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size)
+                                           : OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                            OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(context, key.data(), key.size(), params) != 1) {
+      EVP_MAC_CTX_free(context);
+      continue;
+    }
+    context_ = context;
+    algorithm_ = choice.mac;
+    break;
+  }
+  if (context_ == nullptr) {
+    spdlog::error("OpenSSL offers neither SIPHASH nor HMAC ({}); the duplicate check stays exact but slows down "
+                  "as the list grows",
+                  ERR_error_string(ERR_get_error(), nullptr));
+  } else if (algorithm_ != "SIPHASH") {
+    spdlog::info("OpenSSL offers no SIPHASH; the duplicate check hashes with HMAC-SHA-256");
+  }
+}
+
+KeyedHash::~KeyedHash() { EVP_MAC_CTX_free(context_); }
+
+uint64_t KeyedHash::operator()(std::span<const uint8_t> data) const {
+  if (context_ == nullptr) return 0;
+  // A null key restarts the MAC with the key given first.
+  uint8_t out[EVP_MAX_MD_SIZE] = {};
+  size_t written = 0;
+  if (EVP_MAC_init(context_, nullptr, 0, nullptr) != 1 || EVP_MAC_update(context_, data.data(), data.size()) != 1 ||
+      EVP_MAC_final(context_, out, &written, sizeof out) != 1 || written < 8) {
+    return 0;
+  }
+  return load_le64(out);
+}
+
 uint64_t siphash_2_4(const SipHashKey& key, std::span<const uint8_t> data) {
-  const uint64_t k0 = load_le64(key.data());
-  const uint64_t k1 = load_le64(key.data() + 8);
-  SipState state{k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL, k0 ^ 0x6c7967656e657261ULL,
-                 k1 ^ 0x7465646279746573ULL};
-
-  const size_t whole_words = data.size() / 8;
-  for (size_t i = 0; i < whole_words; ++i) state.compress(load_le64(data.data() + 8 * i));
-
-  // The last word contains the remaining bytes and the input length mod 256
-  // in its top byte.
-  uint64_t last = uint64_t{static_cast<uint8_t>(data.size())} << 56;
-  for (size_t i = 8 * whole_words; i < data.size(); ++i) last |= uint64_t{data[i]} << (8 * (i % 8));
-  state.compress(last);
-
-  state.v2 ^= 0xff;
-  for (int i = 0; i < 4; ++i) state.round();
-  return state.v0 ^ state.v1 ^ state.v2 ^ state.v3;
+  KeyedHash hash(key);
+  return hash.algorithm() == "SIPHASH" ? hash(data) : 0;
 }
 
 TemplateDigestIndex::TemplateDigestIndex(ReadAt read_at, Hasher hasher)
     : read_at_(std::move(read_at)), hasher_(std::move(hasher)) {
-  if (!hasher_) secret_ = random_hash_key();
+  if (!hasher_) keyed_hash_ = std::make_unique<KeyedHash>(random_hash_key());
 }
 
 uint64_t TemplateDigestIndex::hash(const RecordKey& key) const {
   if (hasher_) return hasher_(key);
-  return siphash_2_4(secret_, key);
+  return (*keyed_hash_)(key);
 }
 
 void TemplateDigestIndex::reserve(size_t count) {

@@ -9,9 +9,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <openssl/types.h>
 
 #include "imarot/measurement_list.h"
 #include "imarot/result.h"
@@ -25,7 +28,28 @@ using RecordKey = std::array<uint8_t, 24>;
 RecordKey record_key(const imarot::Entry& entry);
 
 using SipHashKey = std::array<uint8_t, 16>;
-// SipHash-2-4, the keyed hash of Aumasson and Bernstein, with a 64-bit output.
+
+// A keyed 64-bit hash through OpenSSL's EVP_MAC interface: SipHash-2-4
+// with an 8-byte output, or the first 8 bytes of HMAC-SHA-256 where the
+// loaded providers lack SipHash (a FIPS-only configuration).
+class KeyedHash {
+ public:
+  explicit KeyedHash(const SipHashKey& key);
+  ~KeyedHash();
+  KeyedHash(const KeyedHash&) = delete;
+  KeyedHash& operator=(const KeyedHash&) = delete;
+
+  uint64_t operator()(std::span<const uint8_t> data) const;
+  // "SIPHASH" or "HMAC"; empty when neither could be set up, and then every
+  // hash is 0: still exact, but every key shares one probe chain.
+  const std::string& algorithm() const { return algorithm_; }
+
+ private:
+  EVP_MAC_CTX* context_ = nullptr;
+  std::string algorithm_;
+};
+
+// SipHash-2-4 of `data` under `key`, little-endian, from OpenSSL.
 uint64_t siphash_2_4(const SipHashKey& key, std::span<const uint8_t> data);
 
 // A set of RecordKey values, each stored as the offset of a record that
@@ -34,8 +58,8 @@ uint64_t siphash_2_4(const SipHashKey& key, std::span<const uint8_t> data);
 //
 // Open addressing with linear probing. The table doubles once more than
 // 3/4 of its slots are used, so a slot array of 2^k slots contains at most
-// 0.75 * 2^k keys. The hash is SipHash-2-4 with a key drawn from getrandom()
-// when the index is built, so file contents chosen to collide cannot steer
+// 0.75 * 2^k keys. The hash is KeyedHash with a key drawn from OpenSSL's
+// random generator when the index is built, so file contents chosen to collide cannot steer
 // entries into one probe chain. Not thread-safe.
 class TemplateDigestIndex {
  public:
@@ -80,7 +104,7 @@ class TemplateDigestIndex {
 
   ReadAt read_at_;
   Hasher hasher_;
-  SipHashKey secret_{};
+  std::unique_ptr<KeyedHash> keyed_hash_;
   // Each slot is 0 when free, else the tag (the hash's top 16 bits) in the
   // high 16 bits and the record's offset plus 1 in the low 48 bits.
   std::vector<uint64_t> slots_;

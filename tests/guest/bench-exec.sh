@@ -91,8 +91,8 @@ for case, label in (("off", "imarotd off"), ("bpf", "imarotd on, eBPF LSM source
     line = f"  {label:30} median {statistics.median(times):8.1f} us/exec"
     if case != "off":
         ratios = [r[case] / r["off"] for r in by_round.values() if case in r and "off" in r]
-        med = statistics.median(ratios)
-        line += (f", median of per-round ratios to off {med:.3f} (overhead {100 * (med - 1):+.1f}%),"
+        median_ratio = statistics.median(ratios)
+        line += (f", median of per-round ratios to off {median_ratio:.3f} (overhead {100 * (median_ratio - 1):+.1f}%),"
                  f" range {min(ratios):.3f}-{max(ratios):.3f}, daemon CPU {cpu[case] / len(times):.0f} us/exec")
     print(line)
 print("  target: overhead <= 2% in steady state")
