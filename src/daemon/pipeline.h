@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -46,6 +47,9 @@ struct PipelineOptions {
   size_t queue_size = 65536;  // events waiting for a hash thread
   unsigned hash_threads = 0;  // 0: one per online CPU
   size_t max_batch = 256;     // entries per fdatasync
+  // How long an entry may wait in the writer's queue for others to share
+  // its fdatasync, when no blocked access waits for it.
+  std::chrono::microseconds batch_delay{1000};
 };
 
 struct PipelineCounters {
@@ -131,6 +135,7 @@ class Pipeline : public EventSink {
   void record_lost(uint64_t count, const std::string& reason);
   void log_suppressed_count(uint64_t count);
   WriterItem hash_file(HashJob& job);
+  void wait_for_batch(std::map<uint64_t, WriterItem>& waiting, uint64_t expected);
   void commit_batch(std::vector<WriterItem>& batch);
 
   PipelineOptions options_;
