@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -407,10 +408,15 @@ std::string final_component(std::string_view path) {
   return std::string(name.substr(0, kMaxFallbackName));
 }
 
-imarot::Result<ResolvedPath> resolve_path(int fd, const struct statx& stx, bool mount_attached) {
+// `fd_directory` is an open /proc/self/fd, or -1. Reading the link relative
+// to it saves the lookup of /proc/self/fd, which the reader would otherwise
+// repeat for every access event.
+imarot::Result<ResolvedPath> resolve_path(int fd, const struct statx& stx, bool mount_attached,
+                                          int fd_directory = -1) {
   std::string printed(kMaxPrintablePath + 1, '\0');
   std::string link = fmt::format("/proc/self/fd/{}", fd);
-  ssize_t n = ::readlink(link.c_str(), printed.data(), printed.size());
+  ssize_t n = fd_directory >= 0 ? ::readlinkat(fd_directory, std::to_string(fd).c_str(), printed.data(), printed.size())
+                                : ::readlink(link.c_str(), printed.data(), printed.size());
   if (n >= 0 && static_cast<size_t>(n) < printed.size()) {
     printed.resize(static_cast<size_t>(n));
   } else if (n < 0 && errno != ENAMETOOLONG) {
@@ -547,6 +553,7 @@ class FanotifySource::Reader {
     ignored_.insert(options.ignored_pids.begin(), options.ignored_pids.end());
     ignored_.insert(::getpid());
     mountinfo_ = UniqueFd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+    proc_fds_ = UniqueFd(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   }
 
   void run();
@@ -633,9 +640,19 @@ class FanotifySource::Reader {
   bool in_ignored_process(pid_t tid) const;
   bool complete_cached(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file,
                        const std::optional<OpenCall>& open_call);
-  Hook exec_hook(const fanotify_event_metadata& meta, const FileEvent& base);
-  void deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base,
-                             const std::optional<OpenCall>& open_call);
+  // One hook of an open event, as delivered to the sink.
+  struct Access {
+    Hook hook;
+    uint32_t mask;
+    bool write_access = false;
+  };
+  Hook exec_hook(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file);
+  std::vector<Access> accesses_of(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file,
+                                  const std::optional<OpenCall>& open_call);
+  std::shared_ptr<PermissionTicket> register_permission(const fanotify_event_metadata& meta);
+  void deliver_access_events(const std::vector<Access>& accesses, const FileEvent& base, UniqueFd descriptor,
+                             const std::shared_ptr<PermissionTicket>& ticket);
+  void submit_closes(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file);
   void submit(FileEvent event);
   void submit_lost(std::string reason);
 
@@ -645,6 +662,7 @@ class FanotifySource::Reader {
   std::shared_ptr<PermissionResponder> responder_;
   UniqueFd wake_;
   UniqueFd mountinfo_;
+  UniqueFd proc_fds_;  // /proc/self/fd, for readlinkat() of event descriptors
   std::unordered_set<pid_t> ignored_;
   MountTable mounts_;
   FilesystemFactsCache filesystems_;
@@ -746,23 +764,49 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   if (is_permission(meta) && complete_cached(meta, tid, file, open_call)) return;
 
   // A close needs no credentials, and its task has often exited already.
+  // The pipeline matches it to its open by the file's identity, so its path
+  // is not read either.
   const bool access = (meta.mask & (FAN_OPEN_PERM | FAN_OPEN | FAN_OPEN_EXEC_PERM | FAN_OPEN_EXEC)) != 0;
-  TaskInfo task;
-  if (access) {
-    task = read_task_info(tid);
-    if (task.tgid != 0 && ignored_.count(task.tgid) != 0) {
-      release(meta);
-      return;
-    }
-  } else if (in_ignored_process(tid)) {
+  if (!access) {
+    release(meta);
+    if (!in_ignored_process(tid)) submit_closes(meta, tid, file);
+    return;
+  }
+  TaskInfo task = read_task_info(tid);
+  if (task.tgid != 0 && ignored_.count(task.tgid) != 0) {
     release(meta);
     return;
   }
 
+  // Everything below that reads the task's /proc entries runs before the
+  // response, while the task still waits.
   bool attached = (stx.stx_mask & STATX_MNT_ID) == 0 || mounts_.is_attached(stx.stx_mnt_id, tid);
-  auto resolved = resolve_path(meta.fd, stx, attached);
+  std::vector<Access> accesses = accesses_of(meta, tid, file, open_call);
+
+  // Access events carry a duplicate of a permission event's descriptor,
+  // because the original names the event in the response.
+  UniqueFd descriptor;
+  std::shared_ptr<PermissionTicket> ticket;
+  if (is_permission(meta)) {
+    ticket = register_permission(meta);
+    if (!ticket) return;
+    descriptor = UniqueFd(::fcntl(meta.fd, F_DUPFD_CLOEXEC, 0));
+    if (!descriptor) {
+      submit_lost(fmt::format("duplicating the descriptor of a file opened by pid {} failed: {}", tid,
+                              errno_text(errno)));
+      return;
+    }
+    // Without measure_before_use the task waits only for what is read from
+    // it above. Allowing it now lets it run while this thread reads the
+    // path and submits the events. The sink still receives the events in
+    // the order fanotify queued them, because only this thread submits.
+    if (!measure_before_use_) ticket->respond();
+  } else {
+    descriptor = UniqueFd(meta.fd);
+  }
+
+  auto resolved = resolve_path(descriptor.get(), stx, attached, proc_fds_.get());
   if (!resolved) {
-    release(meta);
     submit_lost(fmt::format("the path of device {}:{} inode {} opened by pid {} could not be read: {}",
                             stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino, tid, resolved.error().message));
     return;
@@ -777,14 +821,23 @@ void FanotifySource::Reader::handle_event(const fanotify_event_metadata& meta) {
   base.path = std::move(resolved->path);
   base.deleted = resolved->deleted;
 
-  deliver_access_events(meta, base, open_call);
+  deliver_access_events(accesses, base, std::move(descriptor), ticket);
+  // A merged notification event can carry an open and both close bits.
+  submit_closes(meta, tid, file);
+}
 
-  // Closes. A merged notification event can carry both bits.
-  if ((meta.mask & FAN_CLOSE_WRITE) != 0) submit(copy_event_header(base, EventKind::write_close));
-  if ((meta.mask & FAN_CLOSE_NOWRITE) != 0) submit(copy_event_header(base, EventKind::read_close));
-
-  // Notification events whose descriptor no access event took.
-  if (!is_permission(meta) && (meta.mask & (FAN_OPEN | FAN_OPEN_EXEC)) == 0) ::close(meta.fd);
+// Submits the closes that `meta` reports, if any. They carry the file's
+// identity and the thread, as the eBPF source's closes do.
+void FanotifySource::Reader::submit_closes(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file) {
+  for (auto [bit, kind] : {std::pair{FAN_CLOSE_WRITE, EventKind::write_close},
+                           std::pair{FAN_CLOSE_NOWRITE, EventKind::read_close}}) {
+    if ((meta.mask & bit) == 0) continue;
+    FileEvent event;
+    event.kind = kind;
+    event.pid = tid;
+    event.file = file;
+    submit(std::move(event));
+  }
 }
 
 // Returns how the thread opens the file of a FAN_OPEN_PERM event: as the
@@ -809,11 +862,15 @@ std::optional<OpenCall> FanotifySource::Reader::open_call_of(pid_t tid, const Fi
 }
 
 // True when `tid` is a thread of an ignored process other than its main
-// thread, whose id is in ignored_ itself.
+// thread, whose id is in ignored_ itself. tgkill() with signal 0 sends
+// nothing and fails with ESRCH unless thread `tid` belongs to process
+// `tgid`. EPERM means that it does but may not be signaled. It costs no
+// path lookup under /proc, and runs for every event.
+// NOTE: a close event read after its thread exited is not recognized, so a
+// close by a short-lived thread of an ignored process can reach the sink.
 bool FanotifySource::Reader::in_ignored_process(pid_t tid) const {
   for (pid_t tgid : ignored_) {
-    std::string task = fmt::format("/proc/{}/task/{}", tgid, tid);
-    if (::faccessat(AT_FDCWD, task.c_str(), F_OK, 0) == 0) return true;
+    if (::syscall(SYS_tgkill, tgid, tid, 0) == 0 || errno == EPERM) return true;
   }
   return false;
 }
@@ -862,17 +919,12 @@ bool FanotifySource::Reader::complete_cached(const fanotify_event_metadata& meta
   return true;
 }
 
-void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata& meta, const FileEvent& base,
-                                                   const std::optional<OpenCall>& open_call) {
-  struct Access {
-    Hook hook;
-    uint32_t mask;
-    bool write_access = false;
-  };
+std::vector<FanotifySource::Reader::Access> FanotifySource::Reader::accesses_of(
+    const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file,
+    const std::optional<OpenCall>& open_call) {
   std::vector<Access> accesses;
-
   if ((meta.mask & (FAN_OPEN_EXEC_PERM | FAN_OPEN_EXEC)) != 0) {
-    accesses.push_back({exec_hook(meta, base), kMayExec});
+    accesses.push_back({exec_hook(meta, tid, file), kMayExec});
   }
   if ((meta.mask & (FAN_OPEN_PERM | FAN_OPEN)) != 0) {
     // One access event per open, also for a write open: its mask carries
@@ -892,47 +944,46 @@ void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata
     }
     accesses.push_back({Hook::file_check, mask, write_access});
   }
-  if (accesses.empty()) return;
+  return accesses;
+}
 
-  bool permission = is_permission(meta);
-  std::shared_ptr<PermissionTicket> ticket;
-  if (permission) {
-    if (!responder_->add(meta.fd)) {
-      responder_->allow_unregistered(meta.fd);
-      stats_.lost.fetch_add(1);
-      return;
-    }
-    ticket = std::make_shared<PermissionTicket>(responder_, meta.fd);
+// Registers a permission event with the responder. Returns null once
+// shutdown began, after allowing the event and counting it as lost.
+std::shared_ptr<PermissionTicket> FanotifySource::Reader::register_permission(const fanotify_event_metadata& meta) {
+  if (!responder_->add(meta.fd)) {
+    responder_->allow_unregistered(meta.fd);
+    stats_.lost.fetch_add(1);
+    return nullptr;
   }
+  return std::make_shared<PermissionTicket>(responder_, meta.fd);
+}
 
-  // The last access event takes the event's descriptor (a duplicate for a
-  // permission event, whose original stays with the responder). An earlier
-  // one, the BPRM_CHECK of a notification event that also carries FAN_OPEN,
-  // takes a duplicate. The permission response goes with the last one.
+void FanotifySource::Reader::deliver_access_events(const std::vector<Access>& accesses, const FileEvent& base,
+                                                   UniqueFd descriptor,
+                                                   const std::shared_ptr<PermissionTicket>& ticket) {
+  // The last access event takes `descriptor`. An earlier one, the
+  // BPRM_CHECK of an event that also carries an open, takes a duplicate.
+  // With measure_before_use the permission response goes with the last one.
   size_t last_access = accesses.size() - 1;
   for (size_t i = 0; i < accesses.size(); ++i) {
     FileEvent event = copy_event_header(base, EventKind::access);
     event.hook = accesses[i].hook;
     event.mask = accesses[i].mask;
     event.write_access = accesses[i].write_access;
-    if (i == last_access && !permission) {
-      event.fd = UniqueFd(meta.fd);
+    if (i == last_access) {
+      event.fd = std::move(descriptor);
     } else {
-      int copy = ::fcntl(meta.fd, F_DUPFD_CLOEXEC, 0);
-      if (copy < 0) {
+      event.fd = UniqueFd(::fcntl(descriptor.get(), F_DUPFD_CLOEXEC, 0));
+      if (!event.fd) {
         submit_lost(fmt::format("duplicating the descriptor of {} failed: {}", base.path, errno_text(errno)));
         continue;
       }
-      event.fd = UniqueFd(copy);
     }
     if (i == last_access && ticket && measure_before_use_) {
       event.completion = [ticket] { ticket->respond(); };
     }
     submit(std::move(event));
   }
-  // Not measure_before_use: the pipeline has taken the event (policy and
-  // open-writers bookkeeping run inside submit), so the access may go on.
-  if (ticket && !measure_before_use_) ticket->respond();
 }
 
 // An exec open is BPRM_CHECK for the program and for each interpreter a
@@ -942,16 +993,15 @@ void FanotifySource::Reader::deliver_access_events(const fanotify_event_metadata
 // MMAP_CHECK. Telling them apart needs the name execve was given, and only a
 // task waiting in a permission event still shows it. Notification events
 // therefore report every exec open as BPRM_CHECK.
-Hook FanotifySource::Reader::exec_hook(const fanotify_event_metadata& meta, const FileEvent& base) {
+Hook FanotifySource::Reader::exec_hook(const fanotify_event_metadata& meta, pid_t tid, const FileIdentity& file) {
   if ((meta.mask & FAN_OPEN_EXEC_PERM) == 0) return Hook::bprm_check;
-  pid_t tid = base.pid;
   ExecFormat format = exec_format_of(meta.fd);
   auto target = read_exec_target(tid);
   if (!target) {
     exec_chains_.erase(tid);
     return Hook::bprm_check;
   }
-  FileKey opened{base.file.dev, base.file.ino};
+  FileKey opened{file.dev, file.ino};
   if (*target == opened) {
     // A bound on threads caught between two execs; each entry is small.
     if (exec_chains_.size() > 4096) exec_chains_.clear();
@@ -1140,8 +1190,7 @@ imarot::Result<void> FanotifySource::start(EventSink& sink) {
   // waits can its open flags be read from /proc, and without them a write
   // open would be reported as a read (and measured under mask=^MAY_READ
   // rules) and writers would go unseen until they close. Without
-  // measure_before_use the access is allowed as soon as the event is
-  // submitted.
+  // measure_before_use the access is allowed as soon as those are read.
   if (options_.notification_events && options_.measure_before_use) {
     return imarot::Error{"fanotify: measure_before_use needs permission events; notification_events cannot be set "
                          "with it"};

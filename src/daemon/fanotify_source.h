@@ -66,8 +66,9 @@ struct FanotifyOptions {
   // The source always takes permission events (FAN_OPEN_EXEC_PERM,
   // FAN_OPEN_PERM), because only a waiting opener's flags can be read from
   // /proc. true: the open or exec waits until the event's Completion runs.
-  // false: the access is allowed as soon as the sink's submit() returns, and
-  // the Completion is empty. When the queue is full the kernel allows the
+  // false: the access is allowed as soon as the task's credentials, open
+  // flags and exec target are read, before the event is submitted, and the
+  // Completion is empty. When the queue is full the kernel allows the
   // accesses it cannot queue, and the source reports the overflow as a lost
   // event.
   bool measure_before_use = false;
@@ -95,9 +96,9 @@ struct FanotifyOptions {
 //    lost, with lost_count 1 each.
 // Access events carry a descriptor of the file the task opened. For a
 // permission event it is a duplicate, because the original names the event
-// in the response and stays with the source until then. The other kinds
-// carry the file's identity and path only. pid is the thread id
-// (FAN_REPORT_TID) and tgid its process.
+// in the response and stays with the source until then. Closes carry the
+// file's identity and the thread id only, with no path, tgid or task name.
+// pid is the thread id (FAN_REPORT_TID) and tgid its process.
 //
 // The task's name, credentials and open flags are read from /proc/<tid>/
 // while the task waits on the permission event. Before that, a permission
@@ -105,8 +106,8 @@ struct FanotifyOptions {
 // complete_cached() with the file's identity alone, and allowed at once
 // when the sink completes it. The open flags of an exec's own FAN_OPEN_PERM
 // are known from the FAN_OPEN_EXEC_PERM before it. A measured program that
-// runs again therefore costs no /proc reads, only a lookup of
-// /proc/<pid>/task/<tid> for each ignored process.
+// runs again therefore costs no /proc reads, only a tgkill() with signal 0
+// for each ignored process, which fails unless the thread belongs to it.
 // The sink must not open files on a watched filesystem inside submit(): in
 // permission mode the thread that would allow that open is the one waiting
 // in submit().

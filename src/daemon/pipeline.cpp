@@ -143,6 +143,7 @@ struct Pipeline::WriterItem {
   uint32_t generation = 0;
   Completion completion;
   std::function<void()> on_measured;  // the event's, called once the entry is committed
+  std::chrono::steady_clock::time_point queued;  // when it reached the writer's queue
 };
 
 Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<const imarot::Policy> policy, LogStore& log,
@@ -317,6 +318,7 @@ void Pipeline::submit_entry(imarot::Entry entry) {
 }
 
 void Pipeline::push_writer(WriterItem item) {
+  item.queued = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(writer_mutex_);
     writer_queue_.push_back(std::move(item));
@@ -644,6 +646,7 @@ void Pipeline::writer_loop(std::promise<void>& started) {
         waiting.emplace(item.sequence, std::move(item));
       }
     }
+    wait_for_batch(waiting, expected);
     while (batch.size() < options_.max_batch && !waiting.empty() && waiting.begin()->first == expected) {
       batch.push_back(std::move(waiting.begin()->second));
       waiting.erase(waiting.begin());
@@ -706,6 +709,38 @@ std::vector<uint64_t> Pipeline::append_until_durable(const std::vector<imarot::E
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
+}
+
+// Group commit: one fdatasync, exporter write and extend() call per batch
+// instead of per entry. While no blocked access waits for the entries that
+// are ready, the writer lets more arrive until the first of them has been
+// queued for batch_delay, or until max_batch are ready.
+void Pipeline::wait_for_batch(std::map<uint64_t, WriterItem>& waiting, uint64_t expected) {
+  if (options_.batch_delay.count() <= 0 || waiting.empty() || waiting.begin()->first != expected) return;
+  const auto deadline = waiting.begin()->second.queued + options_.batch_delay;
+
+  // The entries ready for the next batch: those in sequence from `expected`.
+  auto batch_is_due = [&] {
+    size_t ready = 0;
+    for (auto it = waiting.begin(); it != waiting.end() && it->first == expected + ready; ++it, ++ready) {
+      if (it->second.completion) return true;  // a blocked access
+    }
+    return ready >= options_.max_batch;
+  };
+  auto take_queue = [&] {
+    for (; !writer_queue_.empty(); writer_queue_.pop_front()) {
+      WriterItem& item = writer_queue_.front();
+      waiting.emplace(item.sequence, std::move(item));
+    }
+  };
+
+  std::unique_lock lock(writer_mutex_);
+  for (;;) {
+    take_queue();
+    if (stopping_ || batch_is_due()) return;
+    if (writer_ready_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+  }
+  take_queue();
 }
 
 void Pipeline::commit_batch(std::vector<WriterItem>& batch) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,9 @@ struct PipelineOptions {
   size_t queue_size = 65536;  // events waiting for a hash thread
   unsigned hash_threads = 0;  // 0: one per online CPU
   size_t max_batch = 256;     // entries per fdatasync
+  // How long an entry may wait in the writer's queue for others to share
+  // its fdatasync, when no blocked access waits for it.
+  std::chrono::microseconds batch_delay{1000};
 };
 
 struct PipelineCounters {
@@ -139,6 +143,7 @@ class Pipeline : public EventSink {
   // Appends `entries` to the list, retrying with a backoff of up to 5 s
   // until the append succeeds. Returns each record's byte offset.
   std::vector<uint64_t> append_until_durable(const std::vector<imarot::Entry>& entries);
+  void wait_for_batch(std::map<uint64_t, WriterItem>& waiting, uint64_t expected);
   void commit_batch(std::vector<WriterItem>& batch);
 
   PipelineOptions options_;

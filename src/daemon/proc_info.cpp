@@ -78,6 +78,35 @@ bool parse_hex(std::string_view text, uint64_t& value) {
   return ec == std::errc() && next == text.data() + text.size();
 }
 
+// Returns the task name from the Name line of /proc/<tid>/status: the name
+// that /proc/<tid>/comm prints. The kernel writes "Name:\t" and the name,
+// with only a newline escaped (as \n) and a backslash (as \\), in
+// proc_task_name() in Linux fs/proc/array.c. A name may start with blanks,
+// so the value starts right after the tab.
+std::optional<std::string> status_name(std::string_view status) {
+  constexpr std::string_view kPrefix = "Name:\t";
+  size_t line = 0;
+  if (status.substr(0, kPrefix.size()) != kPrefix) {
+    line = status.find("\nName:\t");
+    if (line == std::string_view::npos) return std::nullopt;
+    ++line;
+  }
+  std::string_view escaped = status.substr(line + kPrefix.size());
+  escaped = escaped.substr(0, escaped.find('\n'));
+
+  std::string name;
+  name.reserve(escaped.size());
+  for (size_t i = 0; i < escaped.size(); ++i) {
+    if (escaped[i] == '\\' && i + 1 < escaped.size() && (escaped[i + 1] == 'n' || escaped[i + 1] == '\\')) {
+      name.push_back(escaped[i + 1] == 'n' ? '\n' : '\\');
+      ++i;
+    } else {
+      name.push_back(escaped[i]);
+    }
+  }
+  return name;
+}
+
 }  // namespace
 
 bool parse_proc_status(std::string_view status, TaskInfo& info) {
@@ -97,6 +126,7 @@ bool parse_proc_status(std::string_view status, TaskInfo& info) {
   if (!parse_hex(*cap_eff, caps)) return false;
 
   info.tgid = static_cast<pid_t>(tgid_value);
+  if (auto name = status_name(status)) info.comm = std::move(*name);
   info.creds.uid = u[0];
   info.creds.euid = u[1];
   info.creds.suid = u[2];
@@ -113,15 +143,8 @@ bool parse_proc_status(std::string_view status, TaskInfo& info) {
 
 TaskInfo read_task_info(pid_t tid, const std::string& proc_root) {
   TaskInfo info;
-  std::string dir = fmt::format("{}/{}", proc_root, tid);
-  auto status = read_proc_file(dir + "/status");
+  auto status = read_proc_file(fmt::format("{}/{}/status", proc_root, tid));
   if (!status || !parse_proc_status(*status, info)) return TaskInfo{};
-
-  // comm contains the raw name (at most 15 bytes) and a newline the kernel adds.
-  if (auto comm = read_proc_file(dir + "/comm")) {
-    if (!comm->empty() && comm->back() == '\n') comm->pop_back();
-    info.comm = std::move(*comm);
-  }
   return info;
 }
 

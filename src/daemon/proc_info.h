@@ -20,13 +20,13 @@ struct TaskInfo {
   TaskCredentials creds;
 };
 
-// Reads comm, Tgid, Uid, Gid and CapEff of thread `tid` under `proc_root`.
-// A task that exited before it was read gives tgid 0, an empty comm and
-// creds.known == false.
+// Reads Name, Tgid, Uid, Gid and CapEff of thread `tid` from
+// `proc_root`/<tid>/status. A task that exited before it was read gives
+// tgid 0, an empty comm and creds.known == false.
 TaskInfo read_task_info(pid_t tid, const std::string& proc_root = "/proc");
 
-// Parses the text of /proc/<tid>/status into `info` (tgid and credentials;
-// comm comes from /proc/<tid>/comm because status escapes it). Returns false
+// Parses the text of /proc/<tid>/status into `info`: tgid, credentials, and
+// comm from the Name line with the kernel's escapes undone. Returns false
 // when a required line (Tgid, Uid, Gid, CapEff) is missing or malformed.
 bool parse_proc_status(std::string_view status, TaskInfo& info);
 

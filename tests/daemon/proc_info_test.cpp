@@ -2,6 +2,13 @@
 // masks kernel IMA derives from open flags.
 #include <asm/unistd.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <future>
+#include <thread>
+
+#include <fmt/format.h>
 
 #include "fanotify_test_util.h"
 #include "proc_info.h"
@@ -26,6 +33,7 @@ constexpr const char* kStatus =
 TEST(ProcStatus, ReadsIdsAndCapabilities) {
   TaskInfo info;
   ASSERT_TRUE(parse_proc_status(kStatus, info));
+  EXPECT_EQ(info.comm, "bash");
   EXPECT_EQ(info.tgid, 4242);
   EXPECT_EQ(info.creds.uid, 1000u);
   EXPECT_EQ(info.creds.euid, 1001u);
@@ -58,6 +66,37 @@ TEST(ProcStatus, ReadsOwnTask) {
   EXPECT_TRUE(info.creds.known);
   EXPECT_EQ(info.creds.uid, ::getuid());
   EXPECT_EQ(info.creds.egid, ::getegid());
+}
+
+TEST(ProcStatus, UnescapesName) {
+  TaskInfo info;
+  // kStatus with its Name line replaced by an escaped name.
+  std::string rest = std::string(kStatus).substr(std::string_view(kStatus).find('\n') + 1);
+  ASSERT_TRUE(parse_proc_status("Name:\t a\\\\b\\nc\n" + rest, info));
+  EXPECT_EQ(info.comm, " a\\b\nc");
+}
+
+TEST(ProcStatus, NameMatchesCommOfRealThread) {
+  // A leading blank, a backslash and a newline: the characters that status
+  // escapes or that a parser could strip.
+  const char* name = " a\\b\nc";
+  std::promise<pid_t> started;
+  std::promise<void> checked;
+  std::thread thread([&] {
+    ::prctl(PR_SET_NAME, name);
+    started.set_value(static_cast<pid_t>(::syscall(SYS_gettid)));
+    checked.get_future().wait();
+  });
+  pid_t tid = started.get_future().get();
+  TaskInfo info = read_task_info(tid);
+  std::string comm = read_text(fmt::format("/proc/self/task/{}/comm", tid));
+  checked.set_value();
+  thread.join();
+
+  ASSERT_FALSE(comm.empty());
+  comm.pop_back();  // the newline the kernel adds
+  EXPECT_EQ(comm, name);
+  EXPECT_EQ(info.comm, comm);
 }
 
 TEST(ProcStatus, ExitedTaskIsUnknown) {

@@ -74,16 +74,18 @@ if [ "$status" -ne 0 ]; then
   exit 1
 fi
 grep -h "bench-exec:\|stopped" "$work/console.log" | grep -v "bench-exec: done" || true
-sed 's/^/  round, case, us per exec, daemon CPU ticks: /' "$results/results.txt"
+sed 's/^/  round, case, us per exec, daemon CPU ticks in the block, and idle: /' "$results/results.txt"
 python3 - "$results/results.txt" "$execs" "$(getconf CLK_TCK)" <<'PY'
 import collections, statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 execs, tick_us = int(sys.argv[2]), 1e6 / int(sys.argv[3])
 by_round = collections.defaultdict(dict)
 cpu = collections.defaultdict(float)
-for round_, case, us, ticks in rows:
+idle = collections.defaultdict(float)
+for round_, case, us, ticks, idle_ticks in rows:
     by_round[round_][case] = float(us)
     cpu[case] += int(ticks) * tick_us / execs
+    idle[case] += int(idle_ticks) * tick_us / 3e6 * 100
 print(f"exec overhead in the guest, {len(by_round)} rounds of {sys.argv[2]} fork+exec+wait per case:")
 for case, label in (("off", "imarotd off"), ("bpf", "imarotd on, eBPF LSM source"),
                     ("fanotify", "imarotd on, fanotify source")):
@@ -93,7 +95,8 @@ for case, label in (("off", "imarotd off"), ("bpf", "imarotd on, eBPF LSM source
         ratios = [r[case] / r["off"] for r in by_round.values() if case in r and "off" in r]
         median_ratio = statistics.median(ratios)
         line += (f", median of per-round ratios to off {median_ratio:.3f} (overhead {100 * (median_ratio - 1):+.1f}%),"
-                 f" range {min(ratios):.3f}-{max(ratios):.3f}, daemon CPU {cpu[case] / len(times):.0f} us/exec")
+                 f" range {min(ratios):.3f}-{max(ratios):.3f}, daemon CPU {cpu[case] / len(times):.0f} us/exec,"
+                 f" {idle[case] / len(times):.1f}% of a CPU while idle")
     print(line)
 print("  target: overhead <= 2% in steady state")
 PY

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -220,9 +221,11 @@ class RecordingTarget : public CommitTarget {
     std::lock_guard lock(mutex);
     EXPECT_EQ(first_index, extended.size());
     extended.insert(extended.end(), entries.begin(), entries.end());
+    ++batches;
   }
   std::mutex mutex;
   std::vector<imarot::Entry> extended;
+  size_t batches = 0;  // extend() calls, one per appended batch
 };
 
 class PipelineTest : public ::testing::Test {
@@ -236,10 +239,11 @@ class PipelineTest : public ::testing::Test {
     policy_ = std::make_shared<imarot::Policy>(*policy);
   }
 
-  void start(size_t queue_size = 1024) {
+  void start(size_t queue_size = 1024, std::chrono::microseconds batch_delay = PipelineOptions{}.batch_delay) {
     PipelineOptions options;
     options.queue_size = queue_size;
     options.hash_threads = 2;
+    options.batch_delay = batch_delay;
     pipeline_ = std::make_unique<Pipeline>(options, policy_, *log_, target_);
     pipeline_->start();
   }
@@ -438,6 +442,35 @@ TEST_F(PipelineTest, ListReplaysToWhatWasExtended) {
   imarot::ParsedList reread = imarot::parse_binary_list(read_file(log_->path()));
   ASSERT_FALSE(reread.error);
   EXPECT_EQ(reread.entries.size(), 20u);
+}
+
+// Entries that no access waits for wait up to batch_delay for others, and
+// share one append (one fdatasync) and one extend() call.
+TEST_F(PipelineTest, EntriesWithoutWaitersShareBatch) {
+  start(1024, std::chrono::milliseconds(500));
+  // 1 ms apart, so that a writer without the delay would append each alone.
+  for (int i = 0; i < 20; ++i) {
+    pipeline_->submit_entry(sample_entry("/batched/" + std::to_string(i)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  pipeline_->wait_idle();
+  ASSERT_EQ(log_->size(), 20u);
+  EXPECT_EQ(target_.batches, 1u) << "20 entries submitted within about 20 ms were appended in several batches";
+}
+
+// A blocked access never waits for batch_delay.
+TEST_F(PipelineTest, BlockedAccessSkipsBatchDelay) {
+  start(1024, std::chrono::seconds(30));
+  std::string path = make_file("waiting", "x");
+  std::atomic<bool> completed{false};
+  FileEvent event = event_for(path, Hook::bprm_check, kMayExec);
+  event.completion = [&] { completed = true; };
+  auto submitted = std::chrono::steady_clock::now();
+  pipeline_->submit(std::move(event));
+  pipeline_->wait_idle();
+  EXPECT_TRUE(completed);
+  EXPECT_LT(std::chrono::steady_clock::now() - submitted, std::chrono::seconds(10))
+      << "the blocked access waited for the 30 s batch delay";
 }
 
 TEST_F(PipelineTest, CompletionRunsAfterCommit) {
