@@ -189,10 +189,12 @@ static __always_inline u64 change_counter_of(struct inode *inode)
 	return epoch ? *epoch : ctime_ns_of(inode);
 }
 
-/* Decides the filters that need only the task and the file. */
-static __always_inline bool wanted(struct imarotd_settings *cfg, u32 hook, struct inode *inode)
+/* Decides the filters that need only the task, the access mask and the file. */
+static __always_inline bool wanted(struct imarotd_settings *cfg, u32 hook, u32 mask, struct inode *inode)
 {
 	if (hook >= IMAROTD_HOOK_COUNT || !(cfg->hooks & (1u << hook)))
+		return false;
+	if (mask < 16 && !(cfg->masks[hook] & (1u << mask)))
 		return false;
 	if (cfg->ignored_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg->ignored_tgid)
 		return false;
@@ -329,7 +331,7 @@ static __always_inline void report(u32 hook, u32 mask, struct file *file)
 
 	if (!cfg || !inode || !is_regular(inode))
 		return;
-	if (!wanted(cfg, hook, inode)) {
+	if (!wanted(cfg, hook, mask, inode)) {
 		count(IMAROTD_COUNTER_FILTERED);
 		return;
 	}
@@ -381,7 +383,7 @@ int BPF_PROG(imarotd_file_mprotect, struct vm_area_struct *vma, unsigned long re
 
 	if (!cfg || !inode || !is_regular(inode))
 		return 0;
-	if (!wanted(cfg, IMAROTD_HOOK_MMAP_CHECK_REQPROT, inode)) {
+	if (!wanted(cfg, IMAROTD_HOOK_MMAP_CHECK_REQPROT, MAY_EXEC, inode)) {
 		count(IMAROTD_COUNTER_FILTERED);
 		return 0;
 	}
@@ -493,7 +495,7 @@ int BPF_PROG(imarotd_file_open, struct file *file)
 		return 0;
 	}
 
-	if (!wanted(cfg, IMAROTD_HOOK_FILE_CHECK, inode)) {
+	if (!wanted(cfg, IMAROTD_HOOK_FILE_CHECK, open_mask(file), inode)) {
 		count(IMAROTD_COUNTER_FILTERED);
 		return 0;
 	}

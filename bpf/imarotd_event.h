@@ -134,6 +134,9 @@ struct imarotd_settings {
 	__u32 uid_range_count[IMAROTD_HOOK_COUNT];
 	__u32 pad;
 	struct imarotd_uid_range uid_ranges[IMAROTD_HOOK_COUNT][IMAROTD_UID_RANGES];
+	/* Per hook, bit m set: an access mask m (MAY_* bits, m < 16) can match a
+	 * measure rule. Accesses whose mask has no bit set are skipped. */
+	__u32 masks[IMAROTD_HOOK_COUNT];
 };
 
 /* Indexes of the per-CPU counters map. */

@@ -40,6 +40,17 @@ std::optional<BpfFilter::UidRange> uid_range(const imarot::IdCondition& conditio
   return std::nullopt;
 }
 
+// The access masks (0 to 15) a mask= condition accepts, one bit each.
+uint16_t mask_bitmap(const std::optional<imarot::MaskCondition>& condition) {
+  if (!condition) return 0xffff;
+  uint16_t bitmap = 0;
+  for (uint32_t mask = 0; mask < 16; ++mask) {
+    bool matches = condition->contains ? (mask & condition->bit) == condition->bit : mask == condition->bit;
+    if (matches) bitmap = static_cast<uint16_t>(bitmap | (1u << mask));
+  }
+  return bitmap;
+}
+
 }  // namespace
 
 BpfFilter derive_bpf_filter(const imarot::Policy& policy, uint32_t default_pcr) {
@@ -57,6 +68,7 @@ BpfFilter derive_bpf_filter(const imarot::Policy& policy, uint32_t default_pcr) 
         continue;
       }
       filter.hooks |= 1u << hook;
+      filter.masks[hook] |= mask_bitmap(rule.mask);
       if (!rule.uid) {
         every_uid = true;
       } else if (auto range = uid_range(*rule.uid)) {

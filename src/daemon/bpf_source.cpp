@@ -598,6 +598,7 @@ imarot::Result<void> BpfSource::set_filter(const BpfFilter& filter) {
   settings.ignored_tgid = static_cast<uint32_t>(options_.ignored_tgid != 0 ? options_.ignored_tgid : ::getpid());
   settings.use_cache = filter.use_cache && options_.use_cache ? 1 : 0;
   settings.filter_fsmagic = filter.ignored_fsmagic.empty() ? 0 : 1;
+  for (size_t hook = 0; hook < IMAROTD_HOOK_COUNT; ++hook) settings.masks[hook] = filter.masks[hook];
   for (size_t hook = 0; hook < IMAROTD_HOOK_COUNT; ++hook) {
     const auto& ranges = filter.uid_ranges[hook];
     if (ranges.size() > IMAROTD_UID_RANGES) continue;  // more than the kernel checks: every uid

@@ -37,6 +37,9 @@ struct BpfFilter {
   uint32_t hooks = 0;  // bit (1 << Hook) set: the hook can reach a measure rule
   // Per hook: the task uids a measure rule can match, empty for every uid.
   std::array<std::vector<UidRange>, 9> uid_ranges;
+  // Per hook: bit m set when a measure rule can match an access of mask m
+  // (kMay* bits); every bit for a hook whose rules have no mask= condition.
+  std::array<uint16_t, 9> masks{};
   // s_magic values of filesystems no measure rule can match.
   std::vector<uint64_t> ignored_fsmagic;
   // The in-kernel measured cache is used only when every measure rule

@@ -13,9 +13,11 @@
 //    extend. The time is compared with sha256sum over the same files. The
 //    same `cat` run while no daemon watches the tmpfs gives the floor.
 //
-// Usage: bench_daemon [--tree-only] [--hold SECONDS] [EXECS] [SMALL_FILES] [BLOCK]
+// Usage: bench_daemon [--tree-only] [--tree-notification] [--hold SECONDS] [EXECS] [SMALL_FILES] [BLOCK]
 //        (defaults 5000 execs per case, 2000 files, blocks of 100 execs)
 //   --tree-only     run only the first measurement of the tree
+//   --tree-notification
+//                   the tree's daemon runs on fanotify notification events
 //   --hold SECONDS  print the tree daemon's pid and wait SECONDS before the
 //                   `cat` starts, to attach perf or strace to the daemon
 #include <sys/mount.h>
@@ -153,12 +155,15 @@ class Daemon {
 
 int main(int argc, char** argv) {
   bool tree_only = false;
+  bool tree_notification = false;
   int hold_seconds = 0;
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--tree-only") {
       tree_only = true;
+    } else if (arg == "--tree-notification") {
+      tree_notification = true;
     } else if (arg == "--hold") {
       if (i + 1 == argc) {
         std::fprintf(stderr, "bench_daemon: --hold needs a number of seconds\n");
@@ -166,7 +171,7 @@ int main(int argc, char** argv) {
       }
       hold_seconds = std::max(0, std::atoi(argv[++i]));
     } else if (arg.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "bench_daemon: unknown option '%s'; expected --tree-only or --hold SECONDS\n", arg.c_str());
+      std::fprintf(stderr, "bench_daemon: unknown option '%s'; expected --tree-only, --tree-notification or --hold SECONDS\n", arg.c_str());
       return 2;
     } else {
       positional.push_back(arg);
@@ -334,7 +339,9 @@ int main(int argc, char** argv) {
   double cat_watched = 0;
   double daemon_cpu = 0;
   {
-    Daemon daemon(dir, "tree", config("tree", fs, (*swtpm)->tcti()));
+    nlohmann::json tree_config = config("tree", fs, (*swtpm)->tcti());
+    if (tree_notification) tree_config["fanotify_events"] = "notification";
+    Daemon daemon(dir, "tree", tree_config);
     GrowingList binary_list(dir.file("tree-state/current.bin"), false);
     GrowingList ascii_list(dir.file("tree-run/ascii_runtime_measurements"), true);
     const size_t expected_binary = binary_list.poll() + files.size();
@@ -369,8 +376,8 @@ int main(int argc, char** argv) {
     }
     daemon_cpu = daemon.cpu_seconds() - cpu_before;
   }
-  std::printf("first measurement of %zu files, %.0f MiB, read once by cat:\n", files.size(),
-              static_cast<double>(bytes) / (1 << 20));
+  std::printf("first measurement of %zu files, %.0f MiB, read once by cat, fanotify %s events:\n", files.size(),
+              static_cast<double>(bytes) / (1 << 20), tree_notification ? "notification" : "permission");
   std::printf("  imarotd (hash threads: one per CPU, %u CPUs), until the last entry is\n",
               std::thread::hardware_concurrency());
   std::printf("    in the durable list                      %6.3f s\n", in_list);

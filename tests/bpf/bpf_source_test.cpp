@@ -227,6 +227,28 @@ TEST(BpfFilterDerive, TooManyUidRangesPassEveryUid) {
   EXPECT_TRUE(filter.uid_ranges[static_cast<size_t>(Hook::file_check)].empty());
 }
 
+// The golden policy's FILE_CHECK rule (mask=^MAY_READ) does not match the
+// MAY_EXEC open of an exec, so that open is filtered in the kernel instead
+// of reaching the daemon at every exec.
+TEST(BpfFilterDerive, MaskConditionsSelectAccessMasks) {
+  imarot::Policy policy = parse(
+      "measure func=BPRM_CHECK mask=MAY_EXEC\n"
+      "measure func=FILE_CHECK mask=^MAY_READ uid=0\n"
+      "measure func=MMAP_CHECK\n");
+  BpfFilter filter = derive_bpf_filter(policy, 10);
+  auto accepts = [&](Hook hook, uint32_t mask) {
+    return (filter.masks[static_cast<size_t>(hook)] & (1u << mask)) != 0;
+  };
+  EXPECT_EQ(filter.masks[static_cast<size_t>(Hook::bprm_check)], 1u << imarot::kMayExec);
+  EXPECT_TRUE(accepts(Hook::file_check, imarot::kMayRead));
+  EXPECT_TRUE(accepts(Hook::file_check, imarot::kMayRead | imarot::kMayWrite));
+  EXPECT_TRUE(accepts(Hook::file_check, imarot::kMayRead | imarot::kMayAppend));
+  EXPECT_FALSE(accepts(Hook::file_check, imarot::kMayExec));
+  EXPECT_FALSE(accepts(Hook::file_check, imarot::kMayWrite));
+  EXPECT_EQ(filter.masks[static_cast<size_t>(Hook::mmap_check)], 0xffff);
+  EXPECT_EQ(filter.masks[static_cast<size_t>(Hook::module_check)], 0);
+}
+
 TEST(BpfFilterDerive, MixedRegistersDisableCache) {
   EXPECT_FALSE(derive_bpf_filter(parse("measure func=BPRM_CHECK pcr=11\nmeasure func=FILE_CHECK\n"), 10).use_cache);
   EXPECT_TRUE(derive_bpf_filter(parse("measure func=BPRM_CHECK pcr=10\nmeasure func=FILE_CHECK\n"), 10).use_cache);

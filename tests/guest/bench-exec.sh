@@ -12,10 +12,12 @@
 #   EXECS      fork+exec+wait of a copy of /bin/true per block (default 300)
 # Policy: measure func=BPRM_CHECK mask=MAY_EXEC and
 # measure func=FILE_CHECK mask=^MAY_READ uid=0, as in bench_daemon.
+# The daemons' logs and results.txt are kept in BUILD_DIR/guest/bench-exec-results;
+# IMAROTD_LOG_LEVEL (default info) sets the daemons' log_level.
 set -euo pipefail
 here=$(dirname "$(realpath "$0")")
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then
-  sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 build=$(realpath "$1")
@@ -39,7 +41,8 @@ fi
 work=$(mktemp -d /var/tmp/imarot-bench-exec.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 payload=$work/payload
-results=$work/results
+results=$guest/bench-exec-results
+rm -rf "$results"
 mkdir -p "$payload/bin" "$payload/lib/rot" "$results"
 install -m 0755 "$here/bench/run" "$payload/run"
 install -m 0755 "$imarotd" "$payload/bin/imarotd"
@@ -58,6 +61,7 @@ for source in bpf fanotify; do
   "filesystems": ["/"],
   "plugin_directory": "/payload/lib/rot",
   "backends": [ { "name": "tpm2", "register": 11, "config": { "tcti": "device:/dev/tpmrm0" } } ],
+  "log_level": "${IMAROTD_LOG_LEVEL:-info}",
   "dbus": "none"
 }
 JSON
