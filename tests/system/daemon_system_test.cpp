@@ -327,10 +327,13 @@ TEST_F(DaemonSystem, NotificationEventsMeasureExecAndRead) {
   write_config({{"fanotify_events", "notification"}});
   std::string program = fs_ + "/program";
   std::filesystem::copy_file("/bin/true", program);
+  // Written before the start: with notification events a write open is
+  // taken for a read and measured.
+  std::string data = file("data", "read by root");
   start_daemon();
   EXPECT_EQ(status()["fanotify_events"], "notification");
   for (int i = 0; i < 3; ++i) run({program});
-  run({"cat", file("data", "read by root")});
+  run({"cat", data});
   wait_entries(3);
   run({"cat", fs_ + "/data"});
   stop_daemon();
