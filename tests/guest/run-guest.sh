@@ -66,7 +66,6 @@ cleanup() {
 trap cleanup EXIT
 log=${log:-$work/console.log}
 mkdir -p "$(dirname "$log")" "$results"
-: > "$log"
 
 # The payload disk: the payload tree plus room for results.
 payload_mb=$(( $(du -sm "$payload" | cut -f1) * 2 + 256 ))
@@ -77,41 +76,79 @@ if [ -z "$tpm_state" ]; then
   mkdir -p "$tpm_state"
   swtpm_setup --tpm2 --tpmstate "$tpm_state" --pcr-banks sha1,sha256,sha384,sha512 >/dev/null
 fi
-swtpm socket --tpm2 --tpmstate dir="$tpm_state" \
-  --ctrl type=unixio,path="$work/swtpm.sock" --log file="$work/swtpm.log" &
-swtpm_pid=$!
-for _ in $(seq 50); do [ -S "$work/swtpm.sock" ] && break; sleep 0.1; done
-[ -S "$work/swtpm.sock" ] || { echo "$0: swtpm did not create its socket" >&2; exit 125; }
+start_swtpm() {
+  rm -f "$work/swtpm.sock"
+  swtpm socket --tpm2 --tpmstate dir="$tpm_state" \
+    --ctrl type=unixio,path="$work/swtpm.sock" --log file="$work/swtpm.log" &
+  swtpm_pid=$!
+  for _ in $(seq 50); do [ -S "$work/swtpm.sock" ] && break; sleep 0.1; done
+  [ -S "$work/swtpm.sock" ] || { echo "$0: swtpm did not create its socket" >&2; exit 125; }
+}
+
+# True when the kernel reports a soft lockup or an RCU stall before the
+# payload has started: under TCG a boot now and then hangs that way in
+# udev's workers, before any program of the payload or imarotd runs.
+stalled_before_payload() {
+  grep -a -q 'soft lockup\|rcu_preempt detected stalls' "$log" &&
+    ! grep -a -q 'imarot-guest: running /payload/run' "$log"
+}
 
 # KVM is present on the build machines but fails, so the guest always runs
 # under TCG. NVMe and ext4 are built into Debian's cloud kernel, so neither
 # an initramfs nor modules are needed.
-qemu-system-x86_64 -accel tcg -m "$memory" -smp "$cpus" \
-  -display none -monitor none -serial file:"$log" -no-reboot \
-  -kernel "$kernel" \
-  -append "root=/dev/nvme0n1 rw rootfstype=ext4 console=ttyS0 panic=-1 quiet $init_arg $append" \
-  -drive file="$rootfs",if=none,id=root,format=raw,snapshot=on \
-  -device nvme,drive=root,serial=imarot-root \
-  -drive file="$work/payload.img",if=none,id=payload,format=raw \
-  -device nvme,drive=payload,serial=imarot-payload \
-  -chardev socket,id=chrtpm,path="$work/swtpm.sock" \
-  -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
-  -nic none &
-qemu_pid=$!
+boot_guest() {
+  : > "$log"
+  qemu-system-x86_64 -accel tcg -m "$memory" -smp "$cpus" \
+    -display none -monitor none -serial file:"$log" -no-reboot \
+    -kernel "$kernel" \
+    -append "root=/dev/nvme0n1 rw rootfstype=ext4 console=ttyS0 panic=-1 quiet $init_arg $append" \
+    -drive file="$rootfs",if=none,id=root,format=raw,snapshot=on \
+    -device nvme,drive=root,serial=imarot-root \
+    -drive file="$work/payload.img",if=none,id=payload,format=raw \
+    -device nvme,drive=payload,serial=imarot-payload \
+    -chardev socket,id=chrtpm,path="$work/swtpm.sock" \
+    -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
+    -nic none &
+  qemu_pid=$!
 
-start=$SECONDS
-timed_out=0
-while kill -0 "$qemu_pid" 2>/dev/null; do
-  if [ $((SECONDS - start)) -ge "$timeout" ]; then
-    timed_out=1
-    kill "$qemu_pid" 2>/dev/null || true
-    break
+  start=$SECONDS
+  timed_out=0
+  stalled=0
+  while kill -0 "$qemu_pid" 2>/dev/null; do
+    if [ $((SECONDS - start)) -ge "$timeout" ]; then
+      timed_out=1
+      kill "$qemu_pid" 2>/dev/null || true
+      break
+    fi
+    # A stalled boot is given 60 s to recover.
+    if [ $((SECONDS - start)) -ge 60 ] && stalled_before_payload; then
+      stalled=1
+      kill "$qemu_pid" 2>/dev/null || true
+      break
+    fi
+    sleep 1
+  done
+  wait "$qemu_pid" 2>/dev/null || true
+  qemu_pid=""
+  echo "guest ran for $((SECONDS - start)) s; console log: $log" >&2
+}
+
+start_swtpm
+boot_guest
+if [ "$stalled" -eq 1 ]; then
+  echo "$0: the guest kernel stalled before the payload started (soft lockup or RCU stall under TCG);" \
+    "booting once more. First console lines of the stalled boot:" >&2
+  head -n 15 "$log" >&2
+  kill "$swtpm_pid" 2>/dev/null || true
+  wait "$swtpm_pid" 2>/dev/null || true
+  start_swtpm
+  boot_guest
+  if [ "$stalled" -eq 1 ]; then
+    echo "$0: the guest kernel stalled again before the payload started; last console lines:" >&2
+    tail -n 30 "$log" >&2
+    exit 125
   fi
-  sleep 1
-done
-wait "$qemu_pid" 2>/dev/null || true
-qemu_pid=""
-echo "guest ran for $((SECONDS - start)) s; console log: $log" >&2
+fi
 
 if [ "$timed_out" -eq 1 ]; then
   echo "$0: the guest did not finish within $timeout s; last console lines:" >&2
