@@ -85,9 +85,9 @@ start_swtpm() {
   [ -S "$work/swtpm.sock" ] || { echo "$0: swtpm did not create its socket" >&2; exit 125; }
 }
 
-# True when the kernel reports a soft lockup or an RCU stall before the
-# payload has started: under TCG a boot now and then hangs that way in
-# udev's workers, before any program of the payload or imarotd runs.
+# Returns true when the kernel reports a soft lockup or an RCU stall and the
+# payload has not started. Under TCG a boot sometimes hangs that way in udev's
+# workers. Only one retry is allowed, because imarotd may already run at boot.
 stalled_before_payload() {
   grep -a -q 'soft lockup\|rcu_preempt detected stalls' "$log" &&
     ! grep -a -q 'imarot-guest: running /payload/run' "$log"
