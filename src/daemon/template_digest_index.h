@@ -40,8 +40,9 @@ class KeyedHash {
   KeyedHash& operator=(const KeyedHash&) = delete;
 
   uint64_t operator()(std::span<const uint8_t> data) const;
-  // "SIPHASH" or "HMAC"; empty when neither could be set up, and then every
-  // hash is 0: still exact, but every key shares one probe chain.
+  // "SIPHASH" or "HMAC"; empty when neither could be set up. Every hash is
+  // then 0, so lookups stay exact but every key shares one probe chain.
+  // NOTE: no OpenSSL provider known to us lacks HMAC, so this is untested.
   const std::string& algorithm() const { return algorithm_; }
 
  private:

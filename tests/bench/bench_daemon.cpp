@@ -276,9 +276,9 @@ int main(int argc, char** argv) {
       // Every other block runs the cases in reverse order.
       std::vector<double> seconds(cases.size());
       for (int step = 0; step < count; ++step) {
-        int which = (done / block) % 2 == 0 ? step : count - 1 - step;
-        seconds[which] = exec_loop(cases[which].program, block);
-        cases[which].total += seconds[which];
+        int index = (done / block) % 2 == 0 ? step : count - 1 - step;
+        seconds[index] = exec_loop(cases[index].program, block);
+        cases[index].total += seconds[index];
       }
       for (int i = 1; i < count; ++i) cases[i].ratios.push_back(seconds[i] / seconds[0]);
     }

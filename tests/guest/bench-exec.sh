@@ -5,9 +5,9 @@
 # or a daemon does.
 #
 # Usage: bench-exec.sh BUILD_DIR [ROUNDS] [EXECS]   (needs root)
-#   BUILD_DIR  a build with imarotd, the tpm2 plugin and the eBPF source;
-#              the guest kernel and root image are taken from BUILD_DIR/guest
-#              (the guest_image test fixture builds them) or built there
+#   BUILD_DIR  a build with imarotd, the tpm2 plugin and the eBPF source.
+#              The guest kernel and root image come from BUILD_DIR/guest, where
+#              the guest_image test fixture builds them, or are built there.
 #   ROUNDS     rounds of one block per case (default 8)
 #   EXECS      fork+exec+wait of a copy of /bin/true per block (default 300)
 # Policy: measure func=BPRM_CHECK mask=MAY_EXEC and

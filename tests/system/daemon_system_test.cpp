@@ -340,9 +340,9 @@ TEST_F(DaemonSystem, NotificationEventsMeasureExecAndRead) {
   EXPECT_NE(read_text_file(dir_.file("daemon.log")).find("notification events"), std::string::npos);
 
   auto names_now = names();
-  std::string shown;
-  for (const auto& name : names_now) shown += name + "\n";
-  ASSERT_EQ(names_now.size(), 3u) << shown;
+  std::string listing;
+  for (const auto& name : names_now) listing += name + "\n";
+  ASSERT_EQ(names_now.size(), 3u) << listing;
   EXPECT_EQ(names_now[1], program);
   EXPECT_EQ(names_now[2], fs_ + "/data");
   auto fields = decode_fields(list().entries[1]);

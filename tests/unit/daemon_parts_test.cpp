@@ -27,6 +27,33 @@ using imarot::test::read_file;
 using imarot::test::TempDir;
 using imarot::test::write_file;
 
+// Sends spdlog's default logger to a string for the lifetime of the object,
+// one message per line without the time and level.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
+    logger->set_pattern("%v");
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  std::string text() const { return out_.str(); }
+  // Returns how often `needle` occurs in the captured text.
+  size_t count(const std::string& needle) const {
+    std::string all = out_.str();
+    size_t found = 0;
+    for (size_t at = all.find(needle); at != std::string::npos; at = all.find(needle, at + 1)) ++found;
+    return found;
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
 TEST(Config, DefaultsFromEmptyObject) {
   auto config = parse_config("{}", "imarotd.json", "/plugins");
   ASSERT_TRUE(config) << config.error().message;
@@ -345,11 +372,7 @@ TEST_F(PipelineTest, TomtouViolation) {
 // 17 ToMToU violations: each is in the list, but only the first 10 are
 // logged one line each, and the rest as one count when the pipeline stops.
 TEST_F(PipelineTest, ViolationLogIsRateLimited) {
-  std::ostringstream captured;
-  auto previous = spdlog::default_logger();
-  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
-  logger->set_pattern("%v");
-  spdlog::set_default_logger(logger);
+  CapturedLog captured;
 
   start();
   for (int i = 0; i < 17; ++i) {
@@ -360,16 +383,10 @@ TEST_F(PipelineTest, ViolationLogIsRateLimited) {
   pipeline_->wait_idle();
   pipeline_->stop();
   pipeline_->log_suppressed_violations(/*flush=*/true);
-  spdlog::set_default_logger(previous);
 
   EXPECT_EQ(pipeline_->counters().violations.load(), 17u);
-  std::string text = captured.str();
-  size_t lines = 0;
-  for (size_t at = text.find("ToMToU violation on"); at != std::string::npos;
-       at = text.find("ToMToU violation on", at + 1)) {
-    ++lines;
-  }
-  EXPECT_EQ(lines, 10u) << text;
+  std::string text = captured.text();
+  EXPECT_EQ(captured.count("ToMToU violation on"), 10u) << text;
   EXPECT_NE(text.find("7 more violations were not logged (at most 10 are logged every 60 s)"), std::string::npos)
       << text;
 }
@@ -377,11 +394,7 @@ TEST_F(PipelineTest, ViolationLogIsRateLimited) {
 // Files that vanish before they are hashed: each becomes a violation entry,
 // and their warnings share the violations' log limit.
 TEST_F(PipelineTest, CannotMeasureWarningsAreRateLimited) {
-  std::ostringstream captured;
-  auto previous = spdlog::default_logger();
-  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
-  logger->set_pattern("%v");
-  spdlog::set_default_logger(logger);
+  CapturedLog captured;
 
   start();
   // All files exist at once, so that no two share an inode number.
@@ -396,16 +409,11 @@ TEST_F(PipelineTest, CannotMeasureWarningsAreRateLimited) {
   pipeline_->wait_idle();
   pipeline_->stop();
   pipeline_->log_suppressed_violations(/*flush=*/true);
-  spdlog::set_default_logger(previous);
 
   EXPECT_EQ(pipeline_->counters().violations.load(), 15u);
   EXPECT_EQ(log_->size(), 15u);
-  std::string text = captured.str();
-  size_t lines = 0;
-  for (size_t at = text.find("cannot measure '"); at != std::string::npos; at = text.find("cannot measure '", at + 1)) {
-    ++lines;
-  }
-  EXPECT_EQ(lines, 10u) << text;
+  std::string text = captured.text();
+  EXPECT_EQ(captured.count("cannot measure '"), 10u) << text;
   EXPECT_NE(text.find("5 more violations were not logged"), std::string::npos) << text;
 }
 
